@@ -265,7 +265,8 @@ def validate_messages(msgs: Any, loc: str, field: str = "messages", *, need_fina
             i = j + (len(clean) - len(turns))
             raise _where(loc, f"{field}[{i}].role", f"conversation does not alternate: expected {expected}, got {m['role']}")
     if need_final and (not turns or turns[-1]["role"] != need_final):
-        raise _where(loc, field, f"must end with a {need_final} turn")
+        article = "an" if need_final[0] in "aeiou" else "a"
+        raise _where(loc, field, f"must end with {article} {need_final} turn")
     return clean
 
 
