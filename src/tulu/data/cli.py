@@ -1,0 +1,68 @@
+"""`tulu data`: validate, convert, inspect and generate chat datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from tulu.data.formats import DataError, load_records
+from tulu.utils import atomic_write_jsonl
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    v = sub.add_parser("validate", help="check every record; print file:line: field: problem for each bad one")
+    v.add_argument("path")
+    v.add_argument("--kind", choices=["sft", "preference", "rl"], default="sft")
+    c = sub.add_parser("convert", help="convert Alpaca/ShareGPT/HH/prompt-completion data to canonical JSONL")
+    c.add_argument("path")
+    c.add_argument("out")
+    c.add_argument("--kind", choices=["sft", "preference", "rl"], default="sft")
+    s = sub.add_parser("stats", help="record count and token statistics under a tokenizer and template")
+    s.add_argument("path")
+    s.add_argument("--model", default="embedded", help="tokenizer to count with (default: embedded)")
+    s.add_argument("--template", choices=["tokenizer", "tulu"], default="tokenizer")
+    g = sub.add_parser("synth", help="write procedural data (math word problems, IFEval-style constraints)")
+    g.add_argument("family", choices=["math", "constraints"])
+    g.add_argument("out")
+    g.add_argument("-n", type=int, default=1000)
+    g.add_argument("--kind", choices=["sft", "preference", "rl"], default="sft")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.data_command == "validate":
+        errors: list[str] = []
+        recs = load_records(args.path, args.kind, on_error="skip", errors=errors)
+        for e in errors:
+            print(e)
+        print(f"{args.path}: {len(recs)} valid {args.kind} records, {len(errors)} rejected")
+        return 1 if errors else 0
+    if args.data_command == "convert":
+        recs = load_records(args.path, args.kind)
+        atomic_write_jsonl(args.out, recs)
+        print(f"wrote {len(recs)} canonical {args.kind} records to {args.out}")
+        return 0
+    if args.data_command == "stats":
+        from tulu.data.templates import encode_chat
+        from tulu.models import load_tokenizer
+
+        tok = load_tokenizer(args.model)
+        recs = load_records(args.path, "sft")
+        if not recs:
+            raise DataError(f"{args.path}: no records")
+        encs = [encode_chat(r["messages"], tok, args.template) for r in recs]
+        lens = [len(e.input_ids) for e in encs]
+        trained = [e.num_label_tokens for e in encs]
+        print(json.dumps({"records": len(recs), "tokens": sum(lens), "trained_tokens": sum(trained),
+                          "mean_len": round(statistics.mean(lens), 1), "max_len": max(lens)}, indent=2))
+        return 0
+    if args.data_command == "synth":
+        from tulu.data.synthetic import records
+
+        recs = records(args.family, args.n, kind=args.kind, seed=args.seed)
+        atomic_write_jsonl(args.out, recs)
+        print(f"wrote {len(recs)} {args.family} {args.kind} records to {args.out}")
+        return 0
+    raise AssertionError(args.data_command)
