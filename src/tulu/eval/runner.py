@@ -1,0 +1,174 @@
+"""Run evaluation tasks against one model: batched generation through a rollout backend, generations cached
+on disk per (model, task, settings) so an interrupted run resumes, scoring through the verifiers, per-task
+metrics with standard errors, and suite averages. Writes ``results.json`` and per-task generation files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tulu.data.benchmarks import BenchmarkChecksumError, BenchmarkItem, BenchmarkUnavailable
+from tulu.eval.suites import SUITES, suite_of
+from tulu.eval.tasks import Task
+from tulu.rollout.base import GenerationBackend
+from tulu.utils import atomic_write_json, atomic_write_jsonl, progress, stable_hash
+
+log = logging.getLogger(__name__)
+
+RESULTS_VERSION = 1
+
+
+def model_fingerprint(model: str) -> str:
+    """A cache key for a model: a local folder's resolved path plus the size and mtime of its weight files
+    (a retrained checkpoint in the same folder gets a new key); a hub id or alias as given."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+        stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
+        return stable_hash(str(path.resolve()), stats)
+    return stable_hash(model)
+
+
+@dataclass
+class GenerationCache:
+    """One JSONL file per (model, task, settings): ``{"id", "responses", "finish_reasons"}`` per item,
+    rewritten atomically after every batch."""
+
+    path: Path
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path) -> "GenerationCache":
+        entries: dict[str, dict] = {}
+        if path.is_file():
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        rec = json.loads(line)
+                        entries[rec["id"]] = rec
+        return cls(path, entries)
+
+    def put(self, item_id: str, responses: list[str], finish: list[str]) -> None:
+        self.entries[item_id] = {"id": item_id, "responses": responses, "finish_reasons": finish}
+
+    def save(self) -> None:
+        atomic_write_jsonl(self.path, self.entries.values())
+
+
+def _chunks(seq: Sequence, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def generate_cached(task: Task, items: list[BenchmarkItem], backend: GenerationBackend, cache: GenerationCache,
+                    batch_size: int) -> list[list[str]]:
+    todo = [it for it in items if it.id not in cache.entries]
+    if todo:
+        log.info("%s: generating %d of %d items (%d cached)", task.name, len(todo), len(items),
+                 len(items) - len(todo))
+    bar = progress(total=len(todo), desc=f"{task.name}", unit="item")
+    try:
+        for batch in _chunks(todo, max(1, batch_size)):
+            outs = backend.generate([task.messages(it) for it in batch], task.sampling)
+            for it, out in zip(batch, outs):
+                cache.put(it.id, [c.text for c in out.completions], [c.finish_reason for c in out.completions])
+            cache.save()
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return [cache.entries[it.id]["responses"] for it in items]
+
+
+def _last_user(messages: list[dict]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_dir: Path, out_dir: Path,
+             limit: int | None = None, batch_size: int = 8) -> dict[str, Any]:
+    """Evaluate one task; returns its entry of ``results.json`` (``skipped`` holds the reason when it did
+    not run)."""
+    entry: dict[str, Any] = {"suite": task.suite, "headline": task.headline, "description": task.description,
+                             "settings": task.settings(), "skipped": None, "metrics": {}, "n": 0}
+    reason = task.unavailable()
+    items: list[BenchmarkItem] = []
+    if reason is None:
+        try:
+            items = task.load()
+        except BenchmarkUnavailable as exc:
+            reason = str(exc)
+    if reason is not None:
+        log.warning("skipping %s: %s", task.name, reason)
+        entry["skipped"] = reason
+        return entry
+    if limit is not None:
+        items = items[:limit]
+    t0 = time.time()
+    key = stable_hash(model_key, task.settings())
+    cache = GenerationCache.open(cache_dir / f"{task.name}-{key}.jsonl")
+    responses = generate_cached(task, items, backend, cache, batch_size)
+    t1 = time.time()
+    scores = task.score_batch(items, responses)
+    metrics = task.aggregate(items, scores)
+    entry.update(n=len(items), metrics={k: m.to_dict() for k, m in metrics.items()},
+                 seconds={"generate": round(t1 - t0, 2), "score": round(time.time() - t1, 2)},
+                 cache=str(cache.path))
+    atomic_write_jsonl(out_dir / "generations" / f"{task.name}.jsonl", (
+        {"id": it.id, "prompt": _last_user(task.messages(it)), "gold": it.answer, "responses": r, "scores": s,
+         "finish_reasons": cache.entries[it.id]["finish_reasons"]}
+        for it, r, s in zip(items, responses, scores)))
+    head = metrics.get(task.headline)
+    if head is not None:
+        log.info("%s: %s = %.2f ± %.2f (n=%d)", task.name, task.headline, head.value, head.stderr, len(items))
+    return entry
+
+
+def suite_averages(tasks: dict[str, dict]) -> dict[str, dict]:
+    """Mean of the headline metrics of the tasks that ran, per suite; lists the ones missing."""
+    out = {}
+    for suite in SUITES.values():
+        vals, ses, used, missing = [], [], [], []
+        for name in suite.average:
+            t = tasks.get(name)
+            m = (t or {}).get("metrics", {}).get((t or {}).get("headline"))
+            if t is None or t.get("skipped") or m is None:
+                missing.append(name)
+                continue
+            vals.append(m["value"])
+            ses.append(m["stderr"])
+            used.append(name)
+        if used:
+            out[suite.name] = {"value": sum(vals) / len(vals), "stderr": math.sqrt(sum(s * s for s in ses)) / len(ses),
+                               "tasks": used, "missing": missing}
+    return out
+
+
+def evaluate(tasks: list[Task], backend: GenerationBackend, *, model: str, output: str | os.PathLike,
+             limit: int | None = None, batch_size: int = 8, cache_dir: str | os.PathLike | None = None,
+             model_key: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """Run ``tasks`` and write ``<output>/results.json`` (plus ``generations/<task>.jsonl``)."""
+    out_dir = Path(output)
+    cache = Path(cache_dir) if cache_dir else out_dir / "cache"
+    key = model_key or model_fingerprint(model)
+    results: dict[str, Any] = {
+        "version": RESULTS_VERSION, "model": model, "model_key": key, "limit": limit,
+        "backend": getattr(backend, "name", type(backend).__name__),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}, **(extra or {})}
+    for task in tasks:
+        try:
+            results["tasks"][task.name] = run_task(task, backend, model_key=key, cache_dir=cache, out_dir=out_dir,
+                                                   limit=limit, batch_size=batch_size)
+        except BenchmarkChecksumError:
+            raise
+        results["tasks"][task.name].setdefault("suite", suite_of(task.name) or task.suite)
+        results["averages"] = suite_averages(results["tasks"])
+        atomic_write_json(out_dir / "results.json", results)  # after every task: partial results survive
+    results["averages"] = suite_averages(results["tasks"])
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_json(out_dir / "results.json", results)
+    return results

@@ -1,0 +1,60 @@
+"""MATH (Minerva, 7 subjects) and MATH-500: 4-shot Minerva CoT as chat turns, greedy; "flex" exact match
+through the `math` verifier; the headline is the macro average over the 7 subjects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tulu.data.benchmarks import BenchmarkItem
+from tulu.eval import fewshot
+from tulu.eval.metrics import macro_mean_stderr, mean_stderr
+from tulu.eval.tasks.base import Messages, Metric, Task, few_shot_turns, user
+from tulu.rollout.base import SamplingParams
+from tulu.verifiers.base import verify
+
+
+def math_problem(p: str) -> str:
+    return f"Problem:\n{p.strip()}"
+
+
+@dataclass
+class MinervaMath(Task):
+    name = "math"
+    benchmark = "math"
+    suite = "dev"
+    headline = "flex_em_macro"
+    description = "MATH test (5000, 7 subjects), 4-shot Minerva CoT, greedy, flex exact match, macro over subjects"
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
+    shots: int = 4
+
+    def messages(self, item: BenchmarkItem) -> Messages:
+        shots = fewshot.minerva_math()[: self.shots]
+        return few_shot_turns(shots, fmt_q=math_problem) + [user(math_problem(item.prompt))]
+
+    def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
+        return {"flex_em": verify("math", responses[0], item.answer).score}
+
+    def aggregate(self, items, scores):
+        groups: dict[str, list[float]] = {}
+        for it, s in zip(items, scores):
+            groups.setdefault(it.meta.get("subject") or "all", []).append(s["flex_em"])
+        macro, macro_se = macro_mean_stderr(groups)
+        micro, micro_se = mean_stderr([s["flex_em"] for s in scores])
+        out = {"flex_em_macro": Metric(100 * macro, 100 * macro_se), "flex_em": Metric(100 * micro, 100 * micro_se)}
+        for g, vals in sorted(groups.items()):
+            m, se = mean_stderr(vals)
+            out[f"flex_em/{g}"] = Metric(100 * m, 100 * se)
+        return out
+
+
+@dataclass
+class Math500(MinervaMath):
+    name = "math500"
+    benchmark = "math500"
+    suite = "extra"
+    headline = "flex_em"
+    description = "MATH-500, 4-shot Minerva CoT, greedy, flex exact match"
+
+    def aggregate(self, items, scores):
+        m, se = mean_stderr([s["flex_em"] for s in scores])
+        return {"flex_em": Metric(100 * m, 100 * se)}
