@@ -1,0 +1,240 @@
+"""Per-sequence log-probabilities of response tokens in one forward pass.
+
+A preference batch holds 2·P sequences (P chosen, then P rejected). They run through the model together,
+either **packed** (several sequences per row, ``position_ids`` restarting per sequence, no padding inside a
+row; transformers keeps them apart with ``use_cache=False``) or **padded** (one sequence per row plus an
+attention mask). Then:
+
+* only the hidden states at positions whose next token is a response token are projected through the LM
+  head; prompt and padding positions never reach it;
+* the projection runs in chunks through :class:`LabelLogProb`, a custom autograd function that returns
+  ``log p(y_t) = z[y_t] - logsumexp(z)`` per label and keeps only the hidden states and one float per token
+  for the backward pass, which recomputes each chunk's logits. No ``[tokens, vocab]`` tensor outlives a
+  chunk and no full-vocabulary ``log_softmax`` is ever stored;
+* per-token values are summed per sequence with ``index_add``; token counts come from the labels.
+
+:func:`reference_response_logps` is the naive version (full logits, ``log_softmax``, one sequence at a
+time) that the tests compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from tulu.data.templates import IGNORE_INDEX, Encoded
+
+Layout = Literal["packed", "padded"]
+
+
+# ------------------------------------------------------------------------------------------ fused head
+class LabelLogProb(torch.autograd.Function):
+    """``(h [N,H], W [V,H], b [V]|None, y [N]) -> (log softmax(hWᵀ+b)[y] [N], log Σ_v p(v)² [N])``.
+
+    The second output is computed only when ``want_sq`` and is not differentiable (WPO uses it detached).
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk_size: int, want_sq: bool):  # type: ignore[override]
+        n = h.shape[0]
+        acc = _acc_dtype(h)
+        out = torch.empty(n, dtype=acc, device=h.device)
+        lse = torch.empty(n, dtype=acc, device=h.device)
+        sq = torch.empty(n, dtype=acc, device=h.device) if want_sq else None
+        for s in range(0, n, chunk_size):
+            e = min(s + chunk_size, n)
+            logits = _chunk_logits(h[s:e], weight, bias)
+            lse[s:e] = torch.logsumexp(logits, dim=-1)
+            out[s:e] = logits.gather(1, targets[s:e, None]).squeeze(1) - lse[s:e]
+            if sq is not None:
+                sq[s:e] = torch.logsumexp(logits.mul_(2.0), dim=-1) - 2.0 * lse[s:e]
+        ctx.save_for_backward(h, weight, bias if bias is not None else torch.empty(0), targets, lse)
+        ctx.has_bias = bias is not None
+        ctx.chunk_size = chunk_size
+        if sq is None:
+            sq = out.new_zeros(0)
+        ctx.mark_non_differentiable(sq)
+        return out, sq
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_sq):  # type: ignore[override]
+        h, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        grad_h = torch.empty_like(h) if need_h else None
+        acc = _acc_dtype(h)
+        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=h.device) if need_b else None
+        b = bias if ctx.has_bias else None
+        g_all = grad_out.to(acc)
+        for s in range(0, h.shape[0], ctx.chunk_size):
+            e = min(s + ctx.chunk_size, h.shape[0])
+            g = g_all[s:e]
+            # d log p(y)/d z = onehot(y) - softmax(z); scaled by the incoming gradient, built in place.
+            grad_z = _chunk_logits(h[s:e], weight, b).sub_(lse[s:e, None]).exp_().mul_(-g[:, None])
+            grad_z[torch.arange(e - s, device=h.device), targets[s:e]] += g
+            if need_h:
+                grad_h[s:e] = (grad_z.to(weight.dtype) @ weight).to(h.dtype)
+            if need_w:
+                grad_w.addmm_(grad_z.t(), h[s:e].to(acc))
+            if need_b:
+                grad_b += grad_z.sum(0)
+        if grad_w is not None:
+            grad_w = grad_w.to(weight.dtype)
+        if grad_b is not None:
+            grad_b = grad_b.to(weight.dtype)
+        return grad_h, grad_w, grad_b, None, None, None
+
+
+def _acc_dtype(h: torch.Tensor) -> torch.dtype:
+    """Accumulate in fp32 (fp64 when the inputs are fp64, for gradcheck)."""
+    return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    z = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
+    return z.to(_acc_dtype(h))
+
+
+def label_logprobs(h: torch.Tensor, head: nn.Module, targets: torch.Tensor, *, chunk_size: int = 512,
+                   want_sq: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of each target under ``head(h)``; the fused path for a plain ``nn.Linear`` head, a chunked
+    ``head(...)`` + ``log_softmax`` fallback for anything else (e.g. a head wrapped by an adapter)."""
+    if type(head) is nn.Linear:
+        lp, sq = LabelLogProb.apply(h, head.weight, head.bias, targets, chunk_size, want_sq)
+        return lp, (sq if want_sq else None)
+    lps, sqs = [], []
+    for s in range(0, h.shape[0], chunk_size):
+        logp = torch.log_softmax(head(h[s:s + chunk_size]).float(), dim=-1)
+        lps.append(logp.gather(1, targets[s:s + chunk_size, None]).squeeze(1))
+        if want_sq:
+            sqs.append(torch.logsumexp(2.0 * logp.detach(), dim=-1))
+    empty = h.new_zeros(0, dtype=torch.float32)
+    return (torch.cat(lps) if lps else empty), ((torch.cat(sqs) if sqs else empty) if want_sq else None)
+
+
+# --------------------------------------------------------------------------------------- model plumbing
+def split_causal_lm(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(backbone returning ``last_hidden_state``, LM head) of a causal LM, a PEFT wrapper of one, or DDP."""
+    m = getattr(model, "module", model)  # DDP / accelerate wrappers
+    if hasattr(m, "get_base_model"):  # PEFT: LoRA layers live inside the base model's modules
+        m = m.get_base_model()
+    head = m.get_output_embeddings()
+    backbone = getattr(m, m.base_model_prefix, None)
+    if head is None or backbone is None or backbone is m:
+        raise TypeError(f"{type(m).__name__}: cannot find the backbone and LM head of this causal LM")
+    cfg = getattr(m.config, "get_text_config", lambda: m.config)()
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"):
+        if getattr(cfg, attr, None) not in (None, 1.0):
+            raise NotImplementedError(f"{type(m).__name__}: {attr} is not supported by the fused log-prob path")
+    return backbone, head
+
+
+# ------------------------------------------------------------------------------------------- batching
+@dataclass
+class SeqBatch:
+    """2·P sequences laid out in rows. ``seq_index[r, t]`` is the sequence of token ``(r, t)``, -1 for padding."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    seq_index: torch.Tensor
+    attention_mask: torch.Tensor | None
+    num_seqs: int
+
+    def to(self, device: torch.device | str) -> "SeqBatch":
+        mv = lambda x: None if x is None else x.to(device, non_blocking=True)  # noqa: E731
+        return SeqBatch(mv(self.input_ids), mv(self.labels), mv(self.position_ids), mv(self.seq_index),
+                        mv(self.attention_mask), self.num_seqs)
+
+    @property
+    def num_tokens(self) -> int:
+        return int((self.seq_index >= 0).sum())
+
+
+def _rows_packed(seqs: Sequence[Encoded], max_row_tokens: int | None) -> list[list[int]]:
+    """Greedy in-order assignment of sequence indices to rows of at most ``max_row_tokens`` tokens."""
+    rows: list[list[int]] = [[]]
+    used = 0
+    for i, s in enumerate(seqs):
+        n = len(s.input_ids)
+        if max_row_tokens is not None and rows[-1] and used + n > max_row_tokens:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += n
+    return rows
+
+
+def collate_sequences(seqs: Sequence[Encoded], pad_token_id: int, layout: Layout = "packed",
+                      max_row_tokens: int | None = None, pad_to_multiple_of: int = 1) -> SeqBatch:
+    """Lay out sequences for one forward pass. ``packed`` fills rows of up to ``max_row_tokens`` tokens
+    (None: a single row); ``padded`` puts one sequence per row with an attention mask."""
+    if not seqs:
+        raise ValueError("collate_sequences: no sequences")
+    rows = _rows_packed(seqs, max_row_tokens) if layout == "packed" else [[i] for i in range(len(seqs))]
+    width = max(sum(len(seqs[i].input_ids) for i in row) for row in rows)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    shape = (len(rows), width)
+    ids = torch.full(shape, pad_token_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    pos = torch.zeros(shape, dtype=torch.long)
+    seq = torch.full(shape, -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        off = 0
+        for i in row:
+            n = len(seqs[i].input_ids)
+            ids[r, off:off + n] = torch.tensor(seqs[i].input_ids)
+            lab = torch.tensor(seqs[i].labels)
+            lab[0] = IGNORE_INDEX  # never predicted from a previous sequence in the row
+            labels[r, off:off + n] = lab
+            pos[r, off:off + n] = torch.arange(n)
+            seq[r, off:off + n] = i
+            off += n
+        pos[r, off:] = torch.arange(width - off)  # trailing pad: its own "sequence", seen by nothing real
+    mask = (seq >= 0).long() if layout == "padded" else None
+    return SeqBatch(ids, labels, pos, seq, mask, len(seqs))
+
+
+@dataclass
+class ResponseLogps:
+    sums: torch.Tensor  # [num_seqs] summed log-probs of response tokens
+    counts: torch.Tensor  # [num_seqs] number of response tokens
+    log_sum_sq: torch.Tensor | None = None  # [num_seqs] Σ_t log Σ_v p(v)², detached
+
+
+def response_logps(model: nn.Module, batch: SeqBatch, *, chunk_size: int = 512,
+                   want_sq: bool = False) -> ResponseLogps:
+    """Summed log-probs of the labelled tokens of every sequence in ``batch``, in one forward pass."""
+    backbone, head = split_causal_lm(model)
+    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                   attention_mask=batch.attention_mask, use_cache=False)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    targets = batch.labels[:, 1:]
+    sel = targets != IGNORE_INDEX
+    seq = batch.seq_index[:, 1:][sel]
+    lp, sq = label_logprobs(hidden[:, :-1][sel], head, targets[sel], chunk_size=chunk_size, want_sq=want_sq)
+    n = batch.num_seqs
+    sums = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, seq, lp)
+    counts = torch.bincount(seq, minlength=n)
+    sq_sums = None
+    if sq is not None:
+        sq_sums = torch.zeros(n, dtype=sq.dtype, device=sq.device).index_add(0, seq, sq.detach())
+    return ResponseLogps(sums, counts, sq_sums)
+
+
+def reference_response_logps(model: nn.Module, seqs: Sequence[Encoded]) -> ResponseLogps:
+    """The naive computation, one unpadded sequence at a time through the full model (for tests)."""
+    sums, counts = [], []
+    device = next(model.parameters()).device
+    for s in seqs:
+        ids = torch.tensor([s.input_ids], device=device)
+        labels = torch.tensor(s.labels[1:], device=device)
+        logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        keep = labels != IGNORE_INDEX
+        sums.append(logp[keep].gather(1, labels[keep, None]).sum())
+        counts.append(int(keep.sum()))
+    return ResponseLogps(torch.stack(sums), torch.tensor(counts, device=device))
