@@ -1,0 +1,210 @@
+"""MATH answers: the "flex" verifier of Tulu 3 (``math``) and the Minerva-phrase-only variant (``math_strict``).
+
+Candidates (flex): every ``\\boxed{}`` and every Minerva phrase "Final Answer: The final answer is X. I hope it
+is correct." in the response; only when there is none of these, the text between the last pair of ``$``.
+A response scores 1 when **every** candidate is equivalent to the gold answer: several different final
+answers never earn a reward (Tulu 3 looks at the last box only; math-verify on a whole response reads
+two boxes as a set). Equivalence: equal after Hendrycks normalisation, or equal under math-verify, with
+these corrections of its known failure modes (DESIGN.md §4):
+
+* lists of solutions are compared element by element, order-free, with equal counts ("70,110" is a list
+  when the prompt asks for several solutions, a number otherwise; "3 or 5" is a list of two);
+* percent signs are dropped on both sides, so ``10\\%`` matches ``10`` but never ``0.1``;
+* ``i`` is the imaginary unit when the gold is complex (math-verify keeps it a symbol);
+* repeating decimals ``0.\\overline{3}`` are exact fractions (math-verify reads them as 0).
+
+Optional keyword ``prompt``: when given, a candidate that merely repeats a ``$...$`` expression of the prompt
+(an unevaluated "\\dbinom{8}{4}") does not count, nor does a response that copies the prompt.
+Every math-verify call runs with its own timeouts off; the caller's ``time_limit`` (``verify()``) bounds it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from tulu.verifiers.base import VerifyResult, register
+from tulu.verifiers.math_normalize import (
+    THOUSANDS_RE,
+    all_boxed,
+    hendrycks_normalize,
+    last_boxed,
+    last_dollar_pair,
+    minerva_answers,
+    rewrite_repeating_decimals,
+    split_top_level,
+    strip_dollars,
+)
+
+MAX_CANDIDATES = 16  # more distinct final answers than this is a shotgun, not an answer
+MAX_SYMBOLIC_LEN = 400  # longer strings are compared as strings only (sympy on them can take minutes)
+_LIST_PROMPT_RE = re.compile(r"separated by commas|separate(d)? (them|your answers) (with|by) commas|"
+                             r"enter all|all (the )?(possible )?(solutions|roots|values)", re.I)
+_IMAG_RE = re.compile(r"(?<![a-zA-Z\\])i(?![a-zA-Z])")
+
+
+@lru_cache(maxsize=8192)
+def _mv_parse(s: str) -> tuple:
+    from math_verify import parse
+
+    return tuple(parse(f"${s}$", parsing_timeout=None))
+
+
+def _mv_equal(cand: str, gold: str) -> bool:
+    from math_verify import verify as mv_verify
+
+    g, c = _mv_parse(gold), _mv_parse(cand)
+    if not g or not c:
+        return False
+    return bool(mv_verify(list(g), list(c), timeout_seconds=None))
+
+
+def _complex_equal(cand: str, gold: str) -> bool:
+    import sympy
+
+    g, c = _mv_parse(gold), _mv_parse(cand)
+    if not g or not c or not isinstance(g[0], sympy.Expr) or not isinstance(c[0], sympy.Expr):
+        return False
+
+    def with_i(e: Any) -> Any:
+        return e.subs({s: sympy.I for s in e.free_symbols if s.name == "i"})
+
+    try:
+        return sympy.simplify(sympy.expand(with_i(g[0]) - with_i(c[0]))) == 0
+    except (TypeError, ValueError, AttributeError, NotImplementedError):
+        return False
+
+
+def _prep(s: str) -> str:
+    s = strip_dollars(s)
+    s = rewrite_repeating_decimals(s)
+    s = re.sub(r"\\[,;: ]", " ", s)  # thin/medium/thick spaces
+    return s.replace("\\%", "").replace("%", "").strip()
+
+
+def atom_equal(cand: str, gold: str) -> bool:
+    """One answer against one gold answer (no list handling)."""
+    if not cand.strip():
+        return False
+    if hendrycks_normalize(cand) == hendrycks_normalize(gold):
+        return True
+    c, g = _prep(cand), _prep(gold)
+    if not c or not g:
+        return False
+    if hendrycks_normalize(c) == hendrycks_normalize(g):
+        return True
+    if len(c) > MAX_SYMBOLIC_LEN or len(g) > MAX_SYMBOLIC_LEN:
+        return False
+    if _mv_equal(c, g):
+        return True
+    return bool(_IMAG_RE.search(g)) and _complex_equal(c, g)
+
+
+def _elements(s: str, allow_thousands: bool) -> list[str]:
+    s = strip_dollars(s)
+    s = re.sub(r"\\(?:text|mbox)\{\s*(?:or|and)\s*\}", ",", s)
+    s = re.sub(r"\s(?:or|and)\s", ",", s)
+    s = re.sub(r",\s*(?:or|and)\b", ",", s)
+    flat = s.replace(" ", "").replace("\\!", "").replace("{,}", ",")
+    if allow_thousands and THOUSANDS_RE.fullmatch(flat):
+        return [s]
+    return [p for p in split_top_level(s) if p]
+
+
+def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
+    """Candidate answer against gold answer, with list-of-solutions handling (order-free, counts equal)."""
+    gold_is_list = bool(prompt and _LIST_PROMPT_RE.search(prompt))
+    g_el = _elements(gold, allow_thousands=not gold_is_list)
+    c_el = _elements(cand, allow_thousands=len(g_el) == 1)
+    if len(g_el) == 1 and len(c_el) == 1:
+        return atom_equal(cand, gold)
+    if len(g_el) != len(c_el):
+        return False
+    left = list(c_el)
+    for g in g_el:
+        hit = next((k for k, c in enumerate(left) if atom_equal(c, g)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def _prompt_spans(prompt: str) -> set[str]:
+    spans = re.findall(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?", prompt, re.S)
+    return {hendrycks_normalize(s) for s in spans if s.strip()}
+
+
+def _copies_prompt(response: str, prompt: str) -> bool:
+    squash = lambda t: re.sub(r"\s+", " ", t).strip()  # noqa: E731
+    r = squash(response)
+    return len(r) > 20 and r in squash(prompt)
+
+
+def gold_answer(ground_truth: Any) -> list[str]:
+    """Gold answers from a string (an answer, or a solution with a ``\\boxed{}``) or a list of them."""
+    golds = ground_truth if isinstance(ground_truth, (list, tuple)) else [ground_truth]
+    out = []
+    for g in golds:
+        if not isinstance(g, (str, int, float)):
+            raise ValueError(f"math ground_truth must be a string or a list of strings, got {type(g).__name__}")
+        g = str(g)
+        boxed = last_boxed(g) if "\\boxed" in g or "\\fbox" in g else None
+        out.append(strip_dollars(boxed if boxed is not None else g))
+    return out
+
+
+def flex_candidates(response: str) -> tuple[list[str], str]:
+    """(candidates, where they came from): all boxes and Minerva phrases, else the last ``$...$`` pair."""
+    explicit = [strip_dollars(c) for c in all_boxed(response) + minerva_answers(response)]
+    if explicit:
+        return explicit, "explicit"
+    last = last_dollar_pair(response)
+    return ([last] if last else []), "dollars"
+
+
+def score_candidates(cands: list[str], golds: list[str], prompt: str | None, source: str) -> VerifyResult:
+    if not cands:
+        return VerifyResult(0.0, "no answer found", [])
+    distinct: list[str] = []
+    seen: set[str] = set()
+    for c in cands:
+        key = hendrycks_normalize(c)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(c)
+    if len(distinct) > MAX_CANDIDATES:
+        return VerifyResult(0.0, f"{len(distinct)} different answers offered", distinct)
+    spans = _prompt_spans(prompt) if prompt else set()
+    gold_keys = {hendrycks_normalize(g) for g in golds}
+    ok = []
+    for c in distinct:
+        if spans and hendrycks_normalize(c) in spans and hendrycks_normalize(c) not in gold_keys:
+            ok.append(False)  # an expression copied from the question is not an answer
+            continue
+        ok.append(any(math_equal(c, g, prompt) for g in golds))
+    if all(ok):
+        return VerifyResult(1.0, f"correct ({source})", distinct)
+    if any(ok):
+        return VerifyResult(0.0, "several different final answers", distinct)
+    return VerifyResult(0.0, "wrong answer", distinct)
+
+
+@register("math")
+def verify_math(response: str, ground_truth: Any, prompt: str | None = None, **_: Any) -> VerifyResult:
+    """Tulu 3 "flex" MATH verifier (see module docstring)."""
+    golds = gold_answer(ground_truth)
+    if prompt and _copies_prompt(response, prompt):
+        return VerifyResult(0.0, "response copies the prompt")
+    cands, source = flex_candidates(response)
+    return score_candidates(cands, golds, prompt, source)
+
+
+@register("math_strict")
+def verify_math_strict(response: str, ground_truth: Any, prompt: str | None = None, **_: Any) -> VerifyResult:
+    """Only the Minerva phrase "Final Answer: The final answer is X. I hope it is correct." counts."""
+    golds = gold_answer(ground_truth)
+    if prompt and _copies_prompt(response, prompt):
+        return VerifyResult(0.0, "response copies the prompt")
+    cands = [strip_dollars(c) for c in minerva_answers(response)]
+    return score_candidates(cands, golds, prompt, "minerva")
