@@ -34,17 +34,18 @@ def humaneval_program(item: BenchmarkItem, response: str) -> str:
     return item.prompt + "    " + code.replace("\n", "\n    ") + "\n"
 
 
-def humaneval_tests(item: BenchmarkItem) -> str:
-    return f"{item.answer['test']}\n\ncheck({item.answer['entry_point']})\n"
+def humaneval_tests(item: BenchmarkItem) -> dict:
+    return {"tests": [f"{item.answer['test']}\n\ncheck({item.answer['entry_point']})\n"]}
 
 
-def mbpp_tests(item: BenchmarkItem) -> str:
+def mbpp_tests(item: BenchmarkItem) -> dict:
     a = item.answer
-    return "\n".join([a.get("test_setup_code") or "", *a["test_list"]]) + "\n"
+    return {"tests": list(a["test_list"]), "setup": a.get("test_setup_code") or ""}
 
 
-def run_program(program: str, tests: str) -> float:
-    return verify("code", program, {"tests": tests}).score
+def run_program(program: str, ground_truth: dict) -> float:
+    """1.0 when every test passes; the program runs in the `code` verifier's sandbox."""
+    return verify("code", f"```python\n{program}\n```", ground_truth).score
 
 
 @dataclass

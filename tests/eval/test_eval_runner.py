@@ -1,0 +1,126 @@
+"""Runner: results with standard errors, cache + resume, skipped tasks, suite averages, CLI, tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tulu.eval.runner import evaluate, suite_averages
+from tulu.eval.tasks import get_task
+
+
+def _gsm8k_oracle(items):
+    gold = {it.prompt.strip(): it.answer for it in items}
+
+    def respond(messages, s):
+        q = messages[-1]["content"].removeprefix("Question: ").strip()
+        return f"The answer is {gold[q]}." if len(q) % 2 == 0 else "The answer is -1."
+    return respond
+
+
+def test_runner_scores_caches_and_resumes(tmp_path, scripted):
+    task = get_task("gsm8k")
+    items = task.load()[:6]
+    backend = scripted(_gsm8k_oracle(items))
+    res = evaluate([task], backend, model="oracle", output=tmp_path, limit=6, batch_size=4)
+    t = res["tasks"]["gsm8k"]
+    expected = sum(len(it.prompt.strip()) % 2 == 0 for it in items) / 6 * 100
+    assert t["n"] == 6 and t["metrics"]["exact_match"]["value"] == pytest.approx(expected)
+    assert t["metrics"]["exact_match"]["stderr"] > 0
+    assert backend.calls == 2 and backend.prompts == 6
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["tasks"]["gsm8k"]["metrics"] == t["metrics"]
+    gens = [json.loads(l) for l in (tmp_path / "generations" / "gsm8k.jsonl").read_text().splitlines()]
+    assert len(gens) == 6 and {"id", "prompt", "gold", "responses", "scores"} <= set(gens[0])
+    # a second run reuses every cached generation
+    again = scripted(_gsm8k_oracle(items))
+    res2 = evaluate([get_task("gsm8k")], again, model="oracle", output=tmp_path, limit=6)
+    assert again.calls == 0 and res2["tasks"]["gsm8k"]["metrics"] == t["metrics"]
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, scripted):
+    task = get_task("gsm8k")
+    items = task.load()[:8]
+    respond = _gsm8k_oracle(items)
+
+    class Boom(Exception):
+        pass
+
+    def failing(messages, s, count=[0]):
+        count[0] += 1
+        if count[0] > 4:
+            raise Boom
+        return respond(messages, s)
+
+    with pytest.raises(Boom):
+        evaluate([task], scripted(failing), model="m", output=tmp_path, limit=8, batch_size=4)
+    resumed = scripted(respond)
+    res = evaluate([get_task("gsm8k")], resumed, model="m", output=tmp_path, limit=8, batch_size=4)
+    assert resumed.prompts == 4 and res["tasks"]["gsm8k"]["n"] == 8
+
+
+def test_settings_change_the_cache_key(tmp_path, scripted):
+    import dataclasses
+
+    b1 = scripted(lambda m, s: "The answer is 1.")
+    evaluate([get_task("gsm8k")], b1, model="m", output=tmp_path, limit=2)
+    t = get_task("gsm8k")
+    t.sampling = dataclasses.replace(t.sampling, max_new_tokens=7)
+    b2 = scripted(lambda m, s: "The answer is 1.")
+    evaluate([t], b2, model="m", output=tmp_path, limit=2)
+    assert b2.prompts == 2  # not served from the other settings' cache
+
+
+def test_skipped_tasks_and_averages(tmp_path, scripted):
+    tasks = [get_task(n) for n in ("bbh", "alpaca_eval", "gpqa")]
+    res = evaluate(tasks, scripted(lambda m, s: "Therefore, the answer is (A)."), model="m", output=tmp_path, limit=5)
+    assert "hub" in res["tasks"]["bbh"]["skipped"] and "judge" in res["tasks"]["alpaca_eval"]["skipped"]
+    assert res["tasks"]["gpqa"]["n"] == 5
+    av = res["averages"]["unseen"]
+    assert av["tasks"] == ["gpqa"] and "ifbench" in av["missing"]
+    assert av["value"] == res["tasks"]["gpqa"]["metrics"]["accuracy"]["value"]
+    assert "dev" not in res["averages"]
+
+
+def test_suite_averages_combine_errors():
+    tasks = {"gsm8k": {"headline": "em", "metrics": {"em": {"value": 40.0, "stderr": 3.0}}},
+             "ifeval": {"headline": "pl", "metrics": {"pl": {"value": 60.0, "stderr": 4.0}}}}
+    av = suite_averages(tasks)["dev"]
+    assert av["value"] == 50.0 and av["stderr"] == pytest.approx(2.5)
+
+
+def test_cli_end_to_end_with_a_scripted_backend(tmp_path, scripted, monkeypatch, capsys):
+    from tulu import cli
+    from tulu.eval import cli as eval_cli
+
+    monkeypatch.setattr(eval_cli, "make_backend", lambda *a, **k: scripted(lambda m, s: "Therefore, the answer is (B)."))
+    rc = cli.main(["eval", "--model", "fake", "--tasks", "gpqa,mmlu,bbh", "--limit", "3", "--output", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| gpqa |" in out and "bbh" in out
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
+    assert cli.main(["eval", "--model", "fake", "--tasks", "nope"]) == 2
+
+
+def test_cli_list(capsys):
+    from tulu import cli
+
+    assert cli.main(["eval", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "gsm8k" in out and "unavailable" in out
+
+
+def test_tiny_model_through_hf_generate(tmp_path, tiny_backend):
+    import dataclasses
+
+    tasks = []
+    for name in ("ifeval", "mmlu_mc"):
+        t = get_task(name)
+        t.sampling = dataclasses.replace(t.sampling, max_new_tokens=6)
+        tasks.append(t)
+    res = evaluate(tasks, tiny_backend, model="tiny", output=tmp_path, limit=2, batch_size=2)
+    for name in ("ifeval", "mmlu_mc"):
+        t = res["tasks"][name]
+        assert t["n"] == 2 and not t["skipped"]
+        assert 0 <= t["metrics"][t["headline"]]["value"] <= 100
