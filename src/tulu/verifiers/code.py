@@ -103,7 +103,7 @@ class SandboxLimits:
 
 
 @dataclass
-class TestOutcome:
+class CaseOutcome:
     passed: bool
     error: str = ""
 
@@ -111,7 +111,7 @@ class TestOutcome:
 @dataclass
 class RunResult:
     status: str  # "ok" (harness finished), "timeout", "crashed", "no result"
-    tests: list[TestOutcome] = field(default_factory=list)
+    tests: list[CaseOutcome] = field(default_factory=list)
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -188,6 +188,8 @@ def _pids_of_uid(uid: int) -> list[int]:
         try:
             with open(f"/proc/{d}/status", encoding="ascii", errors="replace") as fh:
                 for line in fh:
+                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                        break  # already dead, waiting to be reaped by init
                     if line.startswith("Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(d))
@@ -287,7 +289,7 @@ def _spawn(exe: str, program: str, tests: Sequence[str], limits: SandboxLimits, 
         if not tagged:
             res.status = "crashed" if rc else "no result"
             return res
-        res.tests = [TestOutcome(bool(ok), str(msg)) for ok, msg in json.loads(tagged[-1][len(nonce):])]
+        res.tests = [CaseOutcome(bool(ok), str(msg)) for ok, msg in json.loads(tagged[-1][len(nonce):])]
         return res
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -303,7 +305,7 @@ def run_tests(program: str, tests: Sequence[str], limits: SandboxLimits | None =
     res = _spawn(rep["python"], program, tests, limits, netns=rep["network_namespace"])
     if not res.tests:
         why = {"timeout": "timeout", "crashed": f"crashed (exit {res.returncode})"}.get(res.status, res.status)
-        res.tests = [TestOutcome(False, why) for _ in tests]
+        res.tests = [CaseOutcome(False, why) for _ in tests]
     return res
 
 
@@ -318,7 +320,7 @@ def extract_code(response: str) -> str:
     return blocks[-1] if blocks else response
 
 
-def tests_from_ground_truth(gt: Any) -> tuple[list[str], str]:
+def parse_code_ground_truth(gt: Any) -> tuple[list[str], str]:
     """(tests, setup code) from ``{"tests": [...]}`` or HumanEval's ``{"test": ..., "entry_point": ...}``."""
     if isinstance(gt, str):
         gt = json.loads(gt)
@@ -339,7 +341,7 @@ def tests_from_ground_truth(gt: Any) -> tuple[list[str], str]:
 def verify_code(response: str, ground_truth: Any, partial: bool = False, limits: SandboxLimits | None = None,
                 **_: Any) -> VerifyResult:
     """1 when every test passes (``partial=True``: the fraction of tests passed)."""
-    tests, setup = tests_from_ground_truth(ground_truth)
+    tests, setup = parse_code_ground_truth(ground_truth)
     program = (setup + "\n" if setup else "") + extract_code(response)
     res = run_tests(program, tests, limits)
     passed = [t.passed for t in res.tests]

@@ -61,7 +61,8 @@ def minerva_answers(text: str) -> list[str]:
     """Every "Final Answer: The final answer is X. I hope it is correct." answer X, in order.
 
     Like lm-eval, a final phrase cut off before "I hope it is correct." still counts."""
-    return [m.group(1).strip() for m in MINERVA_RE.finditer(text + " I hope it is correct.")]
+    found = [m.group(1).strip() for m in MINERVA_RE.finditer(text + ". I hope it is correct.")]
+    return [f.rstrip(".").strip() for f in found if f.rstrip(".").strip()]
 
 
 def last_dollar_pair(text: str) -> str | None:
