@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
           f"({timings['instances_per_s']:.0f}/s); index built in {timings['index_s']:.1f}s")
     print(f"report: {args.output_dir / 'report.md'} (also .json, .html)")
     for d in report.get("output", {}).get("datasets", []):
-        where = "dropped (flagged)" if d["dropped"] else d["path"]
+        where = "dropped (flagged)" if d["dropped"] else args.output_dir / d["path"]
         print(f"  {d['name']}: kept {d['kept']}, removed {d['removed']} -> {where}")
     flagged = any(d["flagged"] for d in report["datasets"])
     return 1 if flagged and args.fail_on_flag else 0

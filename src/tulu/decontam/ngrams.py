@@ -97,52 +97,54 @@ class EvalIndex:
         return list(map(get, tokenize(text), repeat(0)))
 
 
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted unique values, index of each one's first occurrence, and the inverse (sort-based, fast)."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    new = np.concatenate(([True], v[1:] != v[:-1])) if len(v) else np.zeros(0, dtype=bool)
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return v[new], order[new], inverse
+
+
 def build_index(eval_segments: Sequence[Sequence[str]], n: int = 8) -> EvalIndex:
     """Index eval instances, each given as a list of text segments (n-grams never span two segments)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    vocab: dict[str, int] = {}
-    per_eval_ids: list[np.ndarray] = []  # ids with 0 between segments
+    tokens = [[tokenize(s) for s in segs] for segs in eval_segments]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(t for segs in tokens for toks in segs for t in toks), 1)}
+    flat: list[int] = []  # all eval instances back to back, 0 after every segment
+    starts = [0]
     ntok = np.zeros(len(eval_segments), dtype=np.int64)
-    for e, segs in enumerate(eval_segments):
-        ids: list[int] = []
-        for s in segs:
-            toks = tokenize(s)
+    lookup = vocab.__getitem__
+    for e, segs in enumerate(tokens):
+        for toks in segs:
             ntok[e] += len(toks)
-            ids.extend(vocab.setdefault(t, len(vocab) + 1) for t in toks)
-            ids.append(0)
-        per_eval_ids.append(np.asarray(ids, dtype=np.int64))
+            flat.extend(map(lookup, toks))
+            flat.append(0)
+        starts.append(len(flat))
+    ids = np.asarray(flat, dtype=np.int64)
 
-    # Hash every valid window; keep, per eval instance, the window hashes aligned to token positions.
-    hashes, owners, positions_tok, windows = [], [], [], []
-    for e, ids in enumerate(per_eval_ids):
-        h = gram_hashes(ids, n)
-        ok = valid_windows(ids, n)
-        win = np.nonzero(ok)[0]
-        # token position (separators removed) of window start = window start - number of 0s before it
-        zeros_before = np.concatenate(([0], np.cumsum(ids == 0)))[win]
-        hashes.append(h[win])
-        owners.append(np.full(len(win), e, dtype=np.int32))
-        positions_tok.append(win - zeros_before)
-        windows.append(np.lib.stride_tricks.sliding_window_view(ids, n)[win] if len(win) else
-                       np.zeros((0, n), dtype=np.int64))
-    all_h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
-    all_owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32)
-    all_pos = np.concatenate(positions_tok) if positions_tok else np.zeros(0, dtype=np.int64)
-    all_win = np.concatenate(windows) if windows else np.zeros((0, n), dtype=np.int64)
+    # every valid window, its owner and its token position within the owner (separators not counted)
+    win = np.nonzero(valid_windows(ids, n))[0]
+    all_h = gram_hashes(ids, n)[win]
+    all_owner = np.searchsorted(np.asarray(starts), win, side="right") - 1
+    zeros_before = np.concatenate(([0], np.cumsum(ids == 0)))[win]
+    tok_start = np.concatenate(([0], np.cumsum(ntok)))
+    all_pos = win - zeros_before - tok_start[all_owner]
+    all_win = np.lib.stride_tricks.sliding_window_view(ids, n)[win] if len(win) else np.zeros((0, n), np.int64)
 
-    gram_hash, first, inverse = np.unique(all_h, return_index=True, return_inverse=True)
+    gram_hash, first, inverse = _unique(all_h)
     gram_ids = all_win[first].astype(np.int32)
     if len(all_win) and not np.array_equal(all_win, gram_ids[inverse]):
         raise RuntimeError("64-bit n-gram hash collision on the eval side; change _P")  # never seen; checked
 
     # postings: unique (gram, eval) pairs, CSR by gram
-    pairs = np.unique(np.stack([inverse.astype(np.int64), all_owner.astype(np.int64)], axis=1), axis=0) \
-        if len(inverse) else np.zeros((0, 2), dtype=np.int64)
-    post_ptr = np.zeros(len(gram_hash) + 1, dtype=np.int64)
-    np.add.at(post_ptr, pairs[:, 0] + 1, 1)
-    post_ptr = np.cumsum(post_ptr)
-    post_eval = pairs[:, 1].astype(np.int32)
+    n_eval = max(len(eval_segments), 1)
+    pairs = np.sort(inverse.astype(np.int64) * n_eval + all_owner)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
+    post_ptr = np.concatenate(([0], np.cumsum(np.bincount(pairs // n_eval, minlength=len(gram_hash)))))
+    post_eval = (pairs % n_eval).astype(np.int32)
 
     eval_ptr = np.concatenate(([0], np.cumsum(ntok))).astype(np.int64)
     eval_grams = np.full(int(eval_ptr[-1]), -1, dtype=np.int32)

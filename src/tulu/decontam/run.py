@@ -113,8 +113,10 @@ def decontaminate(opts: DecontamOptions) -> tuple[dict, dict]:
     if opts.output_dir is not None:
         out = Path(opts.output_dir)
         if opts.mode != "none":
-            report["output"] = {"mode": opts.mode,
-                                "datasets": write_filtered(result, report, out / "data", opts.mode)}
+            written = write_filtered(result, report, out / "data", opts.mode)
+            for d in written:  # relative to the report, so reports of identical runs are identical
+                d["path"] = d["path"] and str(Path(d["path"]).relative_to(out))
+            report["output"] = {"mode": opts.mode, "datasets": written}
         atomic_write_json(out / "report.json", report)
         atomic_write_text(out / "report.md", to_markdown(report))
         atomic_write_text(out / "report.html", to_html(report))
