@@ -1,0 +1,253 @@
+"""Our own inference-only forward pass for Llama-family decoders, over the weights of an HF model.
+
+Why it exists: on a 2-core CPU, HF ``generate`` spends most of a decode step in small, badly blocked
+matmuls (``F.linear`` with 1-32 rows), in Python dispatch across ~20 ops per layer, and in growing its
+dynamic KV cache. This module keeps the same arithmetic (RMSNorm, RoPE, grouped-query attention, SiLU
+MLP, tied or untied LM head) but
+
+* fuses q/k/v and gate/up into one matrix each (fewer, larger matmuls);
+* on CPU, stores every weight pre-packed in oneDNN's blocked layout (``mkldnn._reorder_linear_weight``),
+  which measured 1.5-4x faster than ``F.linear`` at 1-32 rows on this machine (the LM head: 4.2 ms
+  against 18.6 ms at 8 rows);
+* writes keys and values into a preallocated static cache ``[layers, 2, slots, kv_heads, max_len, dim]``
+  and attends over a slice of it with SDPA (the slice is strided; SDPA handles it without a copy, a
+  plain matmul on the same slice measured 30x slower);
+* computes the LM head only for the positions that are sampled.
+
+Supported: ``LlamaForCausalLM`` and architectures with the same module tree (Mistral without sliding
+window, Qwen2 with q/k/v biases, SmolLM). :func:`supports` says whether a model qualifies; the fast
+backend refuses the others with a clear message. Parity with HF logits is tested in tests/rollout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "smollm3")
+
+
+class UnsupportedModel(ValueError):
+    pass
+
+
+def supports(model) -> str | None:
+    """``None`` when :class:`FastLlama` can run ``model``; otherwise the reason it cannot."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return "not a transformers model (no .config)"
+    if cfg.model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model_type {cfg.model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"hidden_act {cfg.hidden_act!r} (only silu)"
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return "sliding-window attention"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "unexpected module tree (needs model.model.layers and model.model.rotary_emb)"
+    rope = getattr(inner.rotary_emb, "rope_type", "default")
+    if rope == "dynamic":
+        return "dynamic RoPE scaling"
+    return None
+
+
+def _mkldnn_ok(device: torch.device, dtype: torch.dtype) -> bool:
+    return (device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+class Linear:
+    """``y = x @ W.T + b`` on 2-D ``x``; weights pre-packed for oneDNN on CPU fp32."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, pack: bool, batch_hint: int):
+        self.out_features, self.in_features = weight.shape
+        self.packed = pack
+        weight = weight.detach().contiguous()
+        self.bias = bias.detach().contiguous() if bias is not None else None
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint) if pack else weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass
+class _Layer:
+    ln1: torch.Tensor
+    qkv: Linear
+    o: Linear
+    ln2: torch.Tensor
+    gate_up: Linear
+    down: Linear
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF LlamaRMSNorm, in fp32."""
+    var = x.pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(var + eps))
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x * cos + rotate_half(x) * sin``; x is ``[tokens, heads, dim]``, cos/sin ``[tokens, 1, dim]``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class FastLlama:
+    """Weights and the two forward passes (packed prefill, one-token batched decode)."""
+
+    def __init__(self, model, *, batch_hint: int = 32, device: torch.device | str | None = None):
+        reason = supports(model)
+        if reason:
+            raise UnsupportedModel(f"the fast backend cannot run this model: {reason}; use backend 'hf'")
+        cfg = model.config
+        self.config = cfg
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.num_layers = cfg.num_hidden_layers
+        self.num_heads = cfg.num_attention_heads
+        self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.num_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.num_heads
+        self.hidden_size = cfg.hidden_size
+        self.vocab_size = cfg.vocab_size
+        self.eps = cfg.rms_norm_eps
+        self.max_positions = cfg.max_position_embeddings
+        self.scale = self.head_dim ** -0.5
+        self.pack = _mkldnn_ok(self.device, self.dtype)
+        self.batch_hint = batch_hint
+        rot = model.model.rotary_emb
+        self.inv_freq = rot.inv_freq.detach().to(self.device, torch.float32)
+        self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
+        self._cos = self._sin = None
+        self.load_state_dict({k: v for k, v in model.state_dict().items()})
+
+    # ---------------------------------------------------------------- weights
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        """(Re)build the packed weights from an HF-named state dict (also the in-place RLVR update)."""
+
+        def get(name: str) -> torch.Tensor:
+            if name not in sd:
+                raise KeyError(f"state dict has no {name!r}")
+            return sd[name].detach().to(self.device, self.dtype)
+
+        def opt(name: str) -> torch.Tensor | None:
+            return get(name) if name in sd else None
+
+        def lin(ws: list[torch.Tensor], bs: list[torch.Tensor | None]) -> Linear:
+            bias = torch.cat([b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+                              for w, b in zip(ws, bs)]) if any(b is not None for b in bs) else None
+            return Linear(torch.cat(ws) if len(ws) > 1 else ws[0], bias, pack=self.pack, batch_hint=self.batch_hint)
+
+        layers = []
+        for i in range(self.num_layers):
+            p = f"model.layers.{i}."
+            att = p + "self_attn."
+            layers.append(_Layer(
+                ln1=get(p + "input_layernorm.weight"),
+                qkv=lin([get(att + f"{n}_proj.weight") for n in "qkv"], [opt(att + f"{n}_proj.bias") for n in "qkv"]),
+                o=lin([get(att + "o_proj.weight")], [opt(att + "o_proj.bias")]),
+                ln2=get(p + "post_attention_layernorm.weight"),
+                gate_up=lin([get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight")], [None, None]),
+                down=lin([get(p + "mlp.down_proj.weight")], [None]),
+            ))
+        self.layers = layers
+        self.embed = get("model.embed_tokens.weight").contiguous()
+        self.norm = get("model.norm.weight")
+        head = sd.get("lm_head.weight")
+        head = self.embed if head is None else head.detach().to(self.device, self.dtype)
+        self.lm_head = Linear(head, None, pack=self.pack, batch_hint=self.batch_hint)
+
+    # ---------------------------------------------------------------- rope tables
+    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        need = int(positions.max()) + 1
+        if self._cos is None or self._cos.shape[0] < need:
+            n = max(need, 2 * (self._cos.shape[0] if self._cos is not None else 256))
+            pos = torch.arange(n, device=self.device, dtype=torch.float32)
+            freqs = pos[:, None] * self.inv_freq[None, :]  # same products as HF's outer product
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self._cos = (emb.cos() * self.rope_scaling).to(self.dtype)
+            self._sin = (emb.sin() * self.rope_scaling).to(self.dtype)
+        return self._cos[positions][:, None, :], self._sin[positions][:, None, :]
+
+    # ---------------------------------------------------------------- cache
+    def new_cache(self, slots: int, max_len: int) -> torch.Tensor:
+        return torch.zeros(self.num_layers, 2, slots, self.num_kv_heads, max_len, self.head_dim,
+                           device=self.device, dtype=self.dtype)
+
+    def cache_bytes(self, slots: int, max_len: int) -> int:
+        return self.num_layers * 2 * slots * self.num_kv_heads * max_len * self.head_dim * self.dtype.itemsize
+
+    # ---------------------------------------------------------------- forward passes
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(rms_norm(hidden, self.norm, self.eps))
+
+    @torch.inference_mode()
+    def prefill(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run several prompts packed into one row (block-diagonal causal attention).
+
+        Returns the logits at each prompt's last token ``[len(seqs), vocab]`` and the keys/values
+        ``[layers, 2, total_tokens, kv_heads, dim]`` in packed order.
+        """
+        lens = [len(s) for s in seqs]
+        total = sum(lens)
+        dev = self.device
+        tokens = torch.tensor([t for s in seqs for t in s], device=dev)
+        positions = torch.cat([torch.arange(n, device=dev) for n in lens])
+        seg = torch.repeat_interleave(torch.arange(len(seqs), device=dev), torch.tensor(lens, device=dev))
+        mask = (seg[:, None] == seg[None, :]) & (positions[None, :] <= positions[:, None])
+        cos, sin = self._rope(positions)
+        nh, nkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        kv = torch.empty(self.num_layers, 2, total, nkv, d, device=dev, dtype=self.dtype)
+        x = self.embed[tokens]
+        for i, layer in enumerate(self.layers):
+            h = rms_norm(x, layer.ln1, self.eps)
+            qkv = layer.qkv(h)
+            q = apply_rope(qkv[:, : nh * d].view(total, nh, d), cos, sin)
+            k = apply_rope(qkv[:, nh * d:(nh + nkv) * d].view(total, nkv, d), cos, sin)
+            v = qkv[:, (nh + nkv) * d:].view(total, nkv, d)
+            kv[i, 0] = k
+            kv[i, 1] = v
+            att = F.scaled_dot_product_attention(
+                q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                attn_mask=mask, scale=self.scale, enable_gqa=nh != nkv)
+            x = x + layer.o(att[0].transpose(0, 1).reshape(total, nh * d))
+            h = rms_norm(x, layer.ln2, self.eps)
+            gate, up = layer.gate_up(h).chunk(2, dim=-1)
+            x = x + layer.down(F.silu(gate) * up)
+        last = torch.tensor(lens, device=dev).cumsum(0) - 1
+        return self.logits(x[last]), kv
+
+    @torch.inference_mode()
+    def decode(self, cache: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One token for each of the first ``B = len(tokens)`` cache rows; row ``b`` holds ``positions[b]``
+        tokens already. Writes the new keys/values in place and returns logits ``[B, vocab]``."""
+        b = tokens.shape[0]
+        length = int(positions.max()) + 1
+        nh, nkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        group = nh // nkv
+        rows = torch.arange(b, device=self.device)
+        keep = torch.arange(length, device=self.device)[None, :] <= positions[:, None]
+        mask = keep[:, None, None, :]  # [B, 1, 1, L]; the query "length" axis holds the head group
+        cos, sin = self._rope(positions)
+        x = self.embed[tokens]
+        for i, layer in enumerate(self.layers):
+            h = rms_norm(x, layer.ln1, self.eps)
+            qkv = layer.qkv(h)
+            q = apply_rope(qkv[:, : nh * d].view(b, nh, d), cos, sin)
+            k = apply_rope(qkv[:, nh * d:(nh + nkv) * d].view(b, nkv, d), cos, sin)
+            v = qkv[:, (nh + nkv) * d:].view(b, nkv, d)
+            kc, vc = cache[i, 0], cache[i, 1]
+            kc[rows, :, positions] = k
+            vc[rows, :, positions] = v
+            # query heads h = kv_head * group + g (HF's repeat_kv order): [B, kv_heads, group, dim]
+            att = F.scaled_dot_product_attention(q.view(b, nkv, group, d), kc[:b, :, :length], vc[:b, :, :length],
+                                                 attn_mask=mask, scale=self.scale)
+            x = x + layer.o(att.reshape(b, nh * d))
+            h = rms_norm(x, layer.ln2, self.eps)
+            gate, up = layer.gate_up(h).chunk(2, dim=-1)
+            x = x + layer.down(F.silu(gate) * up)
+        return self.logits(x)
