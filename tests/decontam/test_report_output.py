@@ -106,3 +106,19 @@ def test_cli_end_to_end(jsonl, tmp_path, capsys):
     assert tulu_main(argv + ["--fail-on-flag"]) == 1
     assert tulu_main(["decontam", str(dirty), "--benchmarks", "none"]) == 2  # empty eval side: a clear error
     assert "eval side is empty" in capsys.readouterr().err
+
+
+def test_eval_answers_are_indexed_only_when_asked(jsonl, tmp_path):
+    prompt = "Solve for the number of marbles in the jar today please"
+    answer = "First count the red marbles then add the blue marbles and the green ones to get seventy"
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text(json.dumps({"prompt": prompt, "answer": answer}) + "\n")
+    train = jsonl("t", [chat("hi", answer)])
+    base = ["decontam", str(train), "--benchmarks", "none", "--eval-file", f"e={ev}", "--workers", "1",
+            "--train-fields", "user,assistant", "--mode", "none"]
+    assert tulu_main(base + ["-o", str(tmp_path / "p")]) == 0
+    assert json.loads((tmp_path / "p" / "report.json").read_text())["datasets"][0]["benchmarks"]["e"]["hit"] == 0
+    assert tulu_main(base + ["-o", str(tmp_path / "pa"), "--eval-fields", "prompt,answer"]) == 0
+    rep = json.loads((tmp_path / "pa" / "report.json").read_text())
+    assert rep["datasets"][0]["benchmarks"]["e"]["hit"] == 1  # 17 of 28 tokens covered > 50%
+    assert not (tmp_path / "pa" / "data").exists()
