@@ -26,7 +26,7 @@ from tulu.verifiers.base import VerifyResult, register
 NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?<![\w.\d])-?\.\d+")
 _MARKER_RE = re.compile(
     r"(?:####|\b(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*(?:equal\s+to\s+)?)[\s:$*(\\]*"
-    r"(?:\\boxed\{)?\s*\\?\$?\s*(?P<num>-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)",
+    r"(?:\\boxed\{)?\s*\\?\$?\s*(?P<num>-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|-?\.\d+)",
     re.I,
 )
 _ALTERNATIVE_RE = re.compile(r"^\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b)\s*\\?\$?\s*-?\.?\d")
