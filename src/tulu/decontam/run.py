@@ -100,6 +100,10 @@ def decontaminate(opts: DecontamOptions) -> tuple[dict, dict]:
     if opts.engine == "ray":
         from tulu.decontam.distributed import scan_ray
 
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise DataError("--engine ray needs Ray: pip install 'tulu[dist]'") from None
         result = scan_ray(index, opts.train, settings, opts.workers, opts.chunk_bytes, opts.ray_address)
     else:
         result = scan(index, opts.train, settings, opts.workers, opts.chunk_bytes)
