@@ -1,0 +1,227 @@
+"""`tulu dpo RECIPE.yaml`: preference tuning (Tulu 3 stage 2) on the shared training loop.
+
+Flow: load preference records (mixture; optionally pairs sampled from the starting model itself and
+ranked by the verifiers) -> split off a held-out set -> tokenize (labels on responses only) -> one
+``no_grad`` pass stores the reference log-probs (cached on disk by data + weights) -> train with the
+chosen loss -> report held-out implicit-reward accuracy before and after -> save a transformers folder.
+
+Defaults are the Tulu 3 8B DPO numbers (report §5 / Table 17; open-instruct ``dpo_tune_cache.py``):
+``dpo_norm``, β = 5, lr 5e-7, linear, warmup 0.1, 1 epoch, max length 2048, effective batch 128,
+gradient checkpointing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tulu.config import option, to_dict
+from tulu.data.formats import DataError
+from tulu.data.mixing import build_mixture, split_records
+from tulu.data.preferences import EncodedPair, encode_pairs, pairs_from_samples
+from tulu.train.common import LoraConfig, TrainConfig
+from tulu.train.dpo_core import LossSettings, cached_reference, collate_pairs, evaluate_pairs, policy_logps
+from tulu.train.logprobs import Layout
+from tulu.train.loop import Task, Trainer
+from tulu.train.losses import LOSS_TYPES, REFERENCE_FREE, preference_loss
+from tulu.utils import atomic_write_json, atomic_write_jsonl, stable_hash
+
+log = logging.getLogger(__name__)
+
+
+def _dpo_train_defaults() -> TrainConfig:
+    return TrainConfig(learning_rate=5e-7, warmup_ratio=0.1, num_epochs=1, effective_batch_size=128,
+                       per_device_batch_size=1, gradient_checkpointing=True, seed=123)
+
+
+@dataclass
+class SelfPairsConfig:
+    prompts: dict[str, float] = option(default_factory=dict, help=(
+        "RL-prompt sources to sample from (same syntax as data.mixture, e.g. {synthetic:math: 64}). Empty: no "
+        "self-generated pairs. Tulu 3 builds its DPO data from on-policy samples rated by a judge; here the "
+        "judge is the verifier named in each prompt record (gsm8k, ifeval, ...)."))
+    samples_per_prompt: int = option(4, "Completions sampled per prompt; a best and a worst one form a pair.")
+    temperature: float = option(1.0, "Sampling temperature.")
+    max_new_tokens: int = option(128, "Longest completion.")
+    batch_size: int = option(16, "Prompts per generate() call.")
+
+
+@dataclass
+class DataConfig:
+    mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 200, "synthetic:constraints": 200},
+                                       help="Preference sources -> fraction (<=1) or count (>1), as SFT mixtures. "
+                                            "Files hold {messages, chosen, rejected} records (or TRL/HH shapes).")
+    self_pairs: SelfPairsConfig = field(default_factory=SelfPairsConfig,
+                                        metadata={"help": "Pairs from the starting model's own samples."})
+    template: Literal["tokenizer", "tulu"] = option("tokenizer", "Chat template: the tokenizer's own, or Tulu's.")
+    max_length: int = option(2048, "Max tokens of prompt + response per side (Tulu 3 DPO: 2048); longer "
+                                   "sequences are cut from the right, pairs left with no response are dropped.")
+    eval_fraction: float = option(0.1, "Held-out share of the pairs for implicit-reward accuracy.")
+    cache_dir: str = option("", "Folder for the reference log-prob cache ('' -> <output_dir>/cache).")
+
+
+@dataclass
+class DPOLossConfig:
+    loss_type: Literal["dpo", "dpo_norm", "simpo", "ipo", "wpo"] = option(
+        "dpo_norm", "dpo (summed log-ratios), dpo_norm (Tulu 3: per-token mean log-ratios), simpo (reference-"
+                    "free, length-normalised, margin gamma), ipo, wpo (weighted by the policy's own probability).")
+    beta: float = option(5.0, "KL strength beta (Tulu 3 dpo_norm: 5; DPO papers usually 0.1; SimPO 2-10; for "
+                              "ipo it is tau).")
+    gamma: float = option(0.5, "SimPO target reward margin gamma (SimPO paper: 0.5-1.6 with beta 2-2.5).")
+    label_smoothing: float = option(0.0, "Conservative-DPO label smoothing epsilon in [0, 0.5).")
+    wpo_aligned: bool = option(False, "WPO weights with the per-token log sum_v p(v)^2 offset (the paper's "
+                                      "sampled-alignment weights, TRL use_weighting).")
+    layout: Layout = option("packed", "packed: chosen+rejected sequences of a micro-batch share padding-free "
+                                      "rows (position ids restart); padded: one sequence per row.")
+    max_row_tokens: int = option(0, "Cap on tokens per packed row (0: all of a micro-batch in one row). On "
+                                    "CPU, rows of ~1-2k tokens keep SDPA's masked attention cheap.")
+    chunk_size: int = option(512, "Label positions per LM-head chunk (bounds the [chunk, vocab] buffer).")
+    reference_batch_pairs: int = option(8, "Pairs per forward in the reference pass.")
+
+
+@dataclass
+class DPOConfig:
+    model: str = option("embedded", "Starting model: the SFT checkpoint (Tulu 3 DPO starts from Tulu 3 SFT); "
+                                    "'embedded', a folder, or a hub id.")
+    output_dir: str = option("runs/dpo", "Run folder: metrics.jsonl, checkpoints/, model/ (the result).")
+    dtype: str = option("auto", "Weights dtype: auto (fp32 on CPU, bf16 on GPUs with bf16), float32, bfloat16.")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Preference data."})
+    dpo: DPOLossConfig = field(default_factory=DPOLossConfig, metadata={"help": "Loss and log-prob pass."})
+    train: TrainConfig = field(default_factory=_dpo_train_defaults, metadata={"help": "The shared loop."})
+    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA (reference = adapters off)."})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dpo.label_smoothing < 0.5:
+            raise ValueError(f"dpo.label_smoothing: must be in [0, 0.5), got {self.dpo.label_smoothing}")
+        if self.dpo.beta <= 0:
+            raise ValueError(f"dpo.beta: must be > 0, got {self.dpo.beta}")
+        if self.dpo.loss_type not in LOSS_TYPES:
+            raise ValueError(f"dpo.loss_type: unknown {self.dpo.loss_type!r}")
+
+
+CONFIG = DPOConfig
+
+
+class DPOTask(Task):
+    """Items are :class:`EncodedPair`; the step normaliser is 1 per pair (loss = mean over the step's pairs)."""
+
+    def __init__(self, pad_token_id: int, reference: torch.Tensor | None, settings: LossSettings,
+                 layout: Layout = "packed", max_row_tokens: int | None = None):
+        self.pad, self.reference, self.s = pad_token_id, reference, settings
+        self.layout, self.max_row_tokens = layout, max_row_tokens
+
+    def num_tokens(self, item: EncodedPair) -> int:
+        return item.num_tokens
+
+    def collate(self, items):
+        return collate_pairs(items, self.pad, self.reference, self.layout, self.max_row_tokens)
+
+    def loss(self, model, batch):
+        s = self.s
+        pol = policy_logps(model, batch, chunk_size=s.chunk_size, want_sq=s.loss_type == "wpo" and s.wpo_aligned)
+        out = preference_loss(s.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=s.beta, gamma=s.gamma,
+                              label_smoothing=s.label_smoothing, wpo_aligned=s.wpo_aligned)
+        c, r = out.chosen_rewards, out.rejected_rewards
+        sums = {"rewards/chosen": c.sum(), "rewards/rejected": r.sum(), "rewards/accuracies": (c > r).float().sum(),
+                "rewards/margins": (c - r).sum(), "logps/chosen": pol.chosen.detach().sum(),
+                "logps/rejected": pol.rejected.detach().sum()}
+        return out.losses.sum(), sums
+
+    def summarize(self, sums, denominator):
+        return {k: v / denominator for k, v in sums.items()}
+
+
+# -------------------------------------------------------------------------------------------- data
+def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_dir: Path) -> list[dict]:
+    """Sample from the starting model, rank with the verifiers, keep (best, worst) pairs; cached as JSONL."""
+    if not cfg.prompts:
+        return []
+    prompts = build_mixture(cfg.prompts, kind="rl", seed=seed).records
+    key = stable_hash(prompts, cfg.samples_per_prompt, cfg.temperature, cfg.max_new_tokens, seed,
+                      getattr(model.config, "_name_or_path", ""), sum(p.numel() for p in model.parameters()))
+    path = out_dir / f"self_pairs-{key}.jsonl"
+    if path.is_file():
+        from tulu.data.formats import load_records
+
+        return load_records(path, "preference")
+    from tulu.rollout import get_backend
+    from tulu.rollout.base import SamplingParams
+    from tulu.verifiers.base import verify
+
+    backend = get_backend("hf", model, tokenizer, batch_size=cfg.batch_size)
+    params = SamplingParams(n=cfg.samples_per_prompt, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                            seed=seed, logprobs=False)
+    outs = backend.generate([p["messages"] for p in prompts], params)
+    samples = [[c.text for c in o.completions] for o in sorted(outs, key=lambda o: o.prompt_index)]
+    pairs = pairs_from_samples(prompts, samples, lambda v, t, gt: float(verify(v, t, gt).score), seed)
+    log.info("self-generated pairs: %d of %d prompts had both a verified and a failed sample", len(pairs), len(prompts))
+    atomic_write_jsonl(path, pairs)
+    model.eval()
+    return pairs
+
+
+def _apply_lora(model, cfg: LoraConfig):
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    return get_peft_model(model, PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                                target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
+
+
+def run(cfg: DPOConfig) -> dict:
+    from tulu.models import load_model_and_tokenizer
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tok = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype)
+    records = build_mixture(cfg.data.mixture, kind="preference", seed=cfg.train.seed).records if cfg.data.mixture else []
+    records += self_generated_pairs(model, tok, cfg.data.self_pairs, cfg.train.seed, out)
+    if not records:
+        raise DataError("data: no preference pairs (empty mixture and no self-generated pairs)")
+    train_recs, eval_recs = split_records(records, cfg.data.eval_fraction, cfg.train.seed)
+    train_pairs, _ = encode_pairs(train_recs, tok, cfg.data.template, cfg.data.max_length)
+    eval_pairs, _ = encode_pairs(eval_recs, tok, cfg.data.template, cfg.data.max_length)
+    if not train_pairs:
+        raise DataError("data: every training pair was dropped by truncation; raise data.max_length")
+    if cfg.lora.enabled:
+        model = _apply_lora(model, cfg.lora)
+    d = cfg.dpo
+    s = LossSettings(d.loss_type, d.beta, d.gamma, d.label_smoothing, d.wpo_aligned, d.chunk_size)
+    max_row = d.max_row_tokens or None
+    ref_kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row, chunk_size=d.chunk_size)
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
+    ref_train = ref_eval = None
+    if d.loss_type not in REFERENCE_FREE:
+        ref_train, _, hit = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)", **ref_kw)
+        if eval_pairs:
+            ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)", **ref_kw)
+    before = evaluate_pairs(model, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
+                            layout=d.layout, max_row_tokens=max_row)
+    if before:
+        log.info("held-out before training: %s", _fmt(before))
+    task = DPOTask(tok.pad_token_id, ref_train, s, d.layout, max_row)
+    trainer = Trainer(cfg.train, model, task, train_pairs, out, run_config=to_dict(cfg), desc=f"dpo ({d.loss_type})")
+    result = trainer.train()
+    trained = trainer.unwrapped_model()
+    after = evaluate_pairs(trained, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
+                           layout=d.layout, max_row_tokens=max_row)
+    summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
+               "heldout_after": after, "final_train_metrics": result.final_metrics, "steps": result.global_step}
+    if trainer.is_main:
+        atomic_write_json(out / "dpo_summary.json", summary)
+    card = (f"# DPO ({d.loss_type}, beta {d.beta}) from {cfg.model}\n\nTrained by `tulu dpo` on {len(train_pairs)} "
+            f"pairs. Held-out implicit-reward accuracy: {before.get('rewards/accuracies', float('nan')):.3f} before, "
+            f"{after.get('rewards/accuracies', float('nan')):.3f} after ({len(eval_pairs)} pairs).\n")
+    trainer.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save)
+    if after:
+        print(f"held-out pairs: {len(eval_pairs)}  implicit-reward accuracy {before['rewards/accuracies']:.3f} -> "
+              f"{after['rewards/accuracies']:.3f}  margin {before['rewards/margins']:.4f} -> {after['rewards/margins']:.4f}")
+    print(f"model written to {out / 'model'}")
+    return summary
+
+
+def _fmt(m: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in m.items())
