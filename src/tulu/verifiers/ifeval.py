@@ -25,11 +25,11 @@ computes all four IFEval metrics (prompt/instruction x strict/loose, see :func:`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from tulu.verifiers.base import VerifyResult, register
-from tulu.verifiers.ifeval_instructions import SPECS, InstructionArgError
+from tulu.verifiers.ifeval_instructions import SPECS, InstructionArgError, Spec
 
 
 class IFEvalGroundTruthError(ValueError):
@@ -40,10 +40,11 @@ class IFEvalGroundTruthError(ValueError):
 class Instruction:
     id: str
     args: dict[str, Any]
+    spec: Spec = field(compare=False, repr=False)
 
     def check(self, response: str) -> bool:
         """Strict check of one response text (an empty/blank response never follows anything)."""
-        return bool(response.strip()) and SPECS[self.id].check(response, self.args)
+        return bool(response.strip()) and self.spec.check(response, self.args)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ def _as_dict(ground_truth: Any) -> dict[str, Any]:
     return ground_truth
 
 
-def parse_ground_truth(ground_truth: Any, specs: dict[str, Any] | None = None) -> list[Instruction]:
-    """Validate an IFEval-style ground truth and resolve each instruction's kwargs."""
+def parse_ground_truth(ground_truth: Any, specs: dict[str, Spec] | None = None) -> list[Instruction]:
+    """Validate an IFEval-style ground truth and resolve each instruction's kwargs (``specs``: the
+    instruction table, IFEval's by default; IFBench passes its own)."""
     specs = SPECS if specs is None else specs
     gt = _as_dict(ground_truth)
     ids = gt.get("instruction_id_list", gt.get("instruction_id"))
@@ -97,7 +99,7 @@ def parse_ground_truth(ground_truth: Any, specs: dict[str, Any] | None = None) -
             args = specs[iid].resolve(raw)
         except InstructionArgError as exc:
             raise IFEvalGroundTruthError(f"kwargs[{i}] ({iid}): {exc}") from None
-        out.append(Instruction(iid, args))
+        out.append(Instruction(iid, args, specs[iid]))
     return out
 
 
