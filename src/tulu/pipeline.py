@@ -1,0 +1,263 @@
+"""`tulu pipeline RECIPE`: the whole recipe from one YAML file.
+
+Stages, in order (each writes into ``<output_dir>/<stage>/`` and a ``DONE.json`` marker; a re-run skips
+finished stages, so an interrupted pipeline resumes where it stopped):
+
+1. ``data``      materialise the SFT and preference mixtures as JSONL;
+2. ``decontam``  8-gram decontamination of both against every eval benchmark that loads here, removing
+                 the matching training instances (Tulu 3 §6 rules);
+3. ``sft``       supervised finetuning of the base model on the filtered SFT data;
+4. ``dpo``       preference tuning of the SFT model on the filtered pairs;
+5. ``eval``      the same tasks on base, SFT and DPO models;
+6. ``report``    markdown + HTML report comparing the stages, printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from tulu.config import option, to_dict
+from tulu.train.dpo import DPOConfig
+from tulu.train.sft import SFTConfig
+from tulu.utils import atomic_write_json, atomic_write_jsonl, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["data", "decontam", "sft", "dpo", "eval", "report"]
+ALL_STAGES: tuple[Stage, ...] = ("data", "decontam", "sft", "dpo", "eval", "report")
+
+
+@dataclass
+class DecontamStageConfig:
+    benchmarks: list[str] = option(default_factory=list, help="Benchmarks to index (empty: every one that loads "
+                                                               "offline; hub-only ones are listed as skipped).")
+    mode: Literal["remove", "drop", "drop+remove", "none"] = option(
+        "remove", "remove: drop only the matching training instances; drop: drop a flagged dataset whole; "
+                  "none: report only (Tulu 3 removed matches; DESIGN.md §6).")
+    workers: int = option(0, "Worker processes for the training-side scan (0: one per core).")
+
+
+@dataclass
+class EvalStageConfig:
+    tasks: list[str] = option(default_factory=lambda: ["gsm8k", "ifeval"],
+                              help="Tasks to run on each stage's model (see `tulu eval --list`).")
+    limit: int = option(20, "First N items of each task (0: all). The CPU demo keeps this small.")
+    models: list[Literal["base", "sft", "dpo"]] = option(default_factory=lambda: ["base", "sft", "dpo"],
+                                                         help="Which stages' models to evaluate.")
+    backend: str = option("auto", "Generation backend: auto (vllm on GPU, else fast), fast, hf, vllm.")
+    batch_size: int = option(8, "Prompts per generate call.")
+    max_new_tokens: int = option(0, "Cap every task's generation length (0: the task's own setting). A CPU "
+                                    "shortcut that changes scores; the report says when it was used.")
+
+
+@dataclass
+class PipelineConfig:
+    output_dir: str = option("runs/pipeline", "Run folder; every stage writes a subfolder.")
+    base_model: str = option("embedded", "Starting model: 'embedded' (SmolLM2-135M-Instruct), a folder or hub id "
+                                         "(Tulu 3: Llama-3.1-8B).")
+    stages: list[Stage] = option(default_factory=lambda: list(ALL_STAGES), help="Stages to run, in pipeline order.")
+    seed: int = option(123, "Seed for data sampling (the trainers take theirs from sft.train.seed / dpo.train.seed).")
+    sft_mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 300, "synthetic:constraints": 300},
+                                           help="SFT mixture: source -> fraction (<= 1) or count (> 1).")
+    dpo_mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 200, "synthetic:constraints": 200},
+                                           help="Preference mixture: source -> fraction or count.")
+    decontam: DecontamStageConfig = option(default_factory=DecontamStageConfig, help="Decontamination stage.")
+    sft: SFTConfig = option(default_factory=SFTConfig, help="SFT stage (model, data.mixture and output_dir are set "
+                                                            "by the pipeline).")
+    dpo: DPOConfig = option(default_factory=DPOConfig, help="DPO stage (model, data.mixture and output_dir are set "
+                                                            "by the pipeline).")
+    eval: EvalStageConfig = option(default_factory=EvalStageConfig, help="Evaluation stage.")
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stages if s not in ALL_STAGES]
+        if unknown:
+            raise ValueError(f"stages: unknown stage {unknown[0]!r} (known: {', '.join(ALL_STAGES)})")
+
+
+CONFIG = PipelineConfig
+
+
+class Pipeline:
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.root = Path(cfg.output_dir)
+        self.summary: dict = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _done(self, stage: str) -> dict | None:
+        marker = self.root / stage / "DONE.json"
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+    def _finish(self, stage: str, info: dict) -> dict:
+        atomic_write_json(self.root / stage / "DONE.json", info)
+        return info
+
+    def _banner(self, i: int, n: int, stage: str, text: str) -> None:
+        print(f"\n=== [{i}/{n}] {stage}: {text}", flush=True)
+
+    def model_path(self, which: str) -> str:
+        return self.cfg.base_model if which == "base" else str(self.root / which / "model")
+
+    # ------------------------------------------------------------------ stages
+    def data(self) -> dict:
+        from tulu.data.mixing import build_mixture
+
+        out = {}
+        for name, mixture, kind in (("sft", self.cfg.sft_mixture, "sft"), ("prefs", self.cfg.dpo_mixture, "preference")):
+            mix = build_mixture(mixture, kind=kind, seed=self.cfg.seed)
+            path = atomic_write_jsonl(self.root / "data" / f"{name}.jsonl", mix.records)
+            out[name] = {"path": str(path), "records": len(mix.records), "counts": mix.counts}
+            print(f"{name}: {len(mix.records)} records ({', '.join(f'{k}: {v}' for k, v in mix.counts.items())})")
+        return out
+
+    def decontam(self) -> dict:
+        from tulu.decontam.run import DecontamOptions, decontaminate, parse_source, summary_lines
+
+        d = self.cfg.decontam
+        data = self.root / "data"
+        opts = DecontamOptions(train=[parse_source(f"sft={data / 'sft.jsonl'}"), parse_source(f"prefs={data / 'prefs.jsonl'}")],
+                               benchmarks=d.benchmarks or None, mode=d.mode, output_dir=self.root / "decontam",
+                               workers=d.workers or None)
+        report, timings = decontaminate(opts)
+        for line in summary_lines(report):
+            print(line)
+        files = {}
+        for ds in report.get("output", {}).get("datasets", []):
+            if ds.get("path"):
+                files[ds["name"]] = str(self.root / "decontam" / ds["path"])
+        return {"files": files, "summary": list(summary_lines(report)), "report": str(self.root / "decontam" / "report.html"),
+                "instances_per_s": timings["instances_per_s"]}
+
+    def _train_file(self, name: str) -> str:
+        dec = self._done("decontam")
+        if dec is not None and name in dec["files"]:
+            return dec["files"][name]
+        if dec is not None:
+            raise RuntimeError(f"decontam dropped the whole {name} dataset (flagged); nothing left to train on")
+        return str(self.root / "data" / f"{name}.jsonl")
+
+    def sft(self) -> dict:
+        from tulu.train import sft
+
+        cfg = self.cfg.sft
+        cfg = replace(cfg, output_dir=str(self.root / "sft"),
+                      model=replace(cfg.model, name_or_path=self.cfg.base_model),
+                      data=replace(cfg.data, mixture={self._train_file("sft"): 1.0}))
+        sft.run(cfg)
+        res = json.loads((self.root / "sft" / "train_results.json").read_text())
+        return {"first_loss": res.get("first_loss"), "final_loss": res["final"].get("loss"), "steps": res["global_step"],
+                "examples": res["num_examples"]}
+
+    def dpo(self) -> dict:
+        from tulu.train import dpo
+
+        cfg = self.cfg.dpo
+        model = self.model_path("sft") if (self.root / "sft" / "model").is_dir() else self.cfg.base_model
+        cfg = replace(cfg, output_dir=str(self.root / "dpo"), model=model,
+                      data=replace(cfg.data, mixture={self._train_file("prefs"): 1.0}))
+        summary = dpo.run(cfg)
+        before, after = summary.get("heldout_before") or {}, summary.get("heldout_after") or {}
+        return {"start_model": model, "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
+                "accuracy_before": before.get("rewards/accuracies"), "accuracy_after": after.get("rewards/accuracies"),
+                "steps": summary["steps"]}
+
+    def eval(self) -> dict:
+        import argparse
+
+        from tulu.eval.cli import build_tasks, make_backend
+        from tulu.eval.runner import evaluate, model_fingerprint
+        from tulu.models import resolve_model_path
+
+        e = self.cfg.eval
+        out = {}
+        for which in e.models:
+            path = self.model_path(which)
+            if which != "base" and not Path(path).is_dir():
+                print(f"{which}: no model at {path} (stage not run); skipped")
+                continue
+            ns = argparse.Namespace(max_new_tokens=e.max_new_tokens or None, samples=None, judge_url=None,
+                                    judge_model=None, backend=e.backend, device=None, dtype="auto")
+            tasks = build_tasks(e.tasks, ns)
+            print(f"-- {which}: {path}", flush=True)
+            with make_backend(path, e.backend, None, "auto") as backend:
+                evaluate(tasks, backend, model=path, output=self.root / "eval" / which, limit=e.limit or None,
+                         batch_size=e.batch_size, model_key=model_fingerprint(resolve_model_path(path)),
+                         extra={"stage": which, "max_new_tokens_cap": e.max_new_tokens or None})
+            out[which] = str(self.root / "eval" / which / "results.json")
+        return {"results": out}
+
+    def report(self) -> dict:
+        from tulu.report import Run, load_results, markdown_table, write_report
+
+        ev = self._done("eval") or {"results": {}}
+        runs = [Run(which, load_results(path)) for which, path in ev["results"].items()]
+        out = self.root / "report"
+        paths = write_report(runs, out, title="tulu pipeline: base -> SFT -> DPO") if runs else {}
+        lines = ["# tulu pipeline report", "", f"Recipe run folder: `{self.root}`", ""]
+        for stage in ("data", "decontam", "sft", "dpo"):
+            info = self._done(stage)
+            if info:
+                lines.append(f"## {stage}\n\n```json\n{json.dumps(info, indent=2)}\n```\n")
+        if runs:
+            lines.append("## evaluation\n\n" + markdown_table(runs))
+        atomic_write_json(out / "pipeline.json", {s: self._done(s) for s in ALL_STAGES if s != "report"})
+        atomic_write_text(out / "pipeline.md", "\n".join(lines))
+        return {**{k: str(v) for k, v in paths.items()}, "pipeline_md": str(out / "pipeline.md")}
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.root / "pipeline_config.json", to_dict(self.cfg))
+        stages = [s for s in ALL_STAGES if s in self.cfg.stages]
+        texts = {"data": "build the SFT and preference mixtures", "decontam": "8-gram decontamination vs eval suites",
+                 "sft": "supervised finetuning", "dpo": f"preference tuning ({self.cfg.dpo.dpo.loss_type})",
+                 "eval": f"evaluate {', '.join(self.cfg.eval.models)} on {', '.join(self.cfg.eval.tasks)}",
+                 "report": "compare the stages"}
+        t_all = time.perf_counter()
+        for i, stage in enumerate(stages, 1):
+            self._banner(i, len(stages), stage, texts[stage])
+            done = self._done(stage)
+            if done is not None and stage != "report":
+                print(f"already done (delete {self.root / stage} to redo)")
+                self.summary[stage] = done
+                continue
+            t0 = time.perf_counter()
+            info = getattr(self, stage)()
+            info["seconds"] = round(time.perf_counter() - t0, 1)
+            self.summary[stage] = self._finish(stage, info)
+        self._print_summary(time.perf_counter() - t_all)
+        return self.summary
+
+    def _print_summary(self, seconds: float) -> None:
+        print(f"\n=== done in {seconds / 60:.1f} min: {self.root}")
+        s = self.summary
+        if "decontam" in s:
+            for line in s["decontam"].get("summary", []):
+                print(f"decontam  {line}")
+        if "sft" in s and s["sft"].get("final_loss") is not None:
+            first = s["sft"].get("first_loss")
+            print(f"sft       loss {first:.3f} -> {s['sft']['final_loss']:.3f} over {s['sft']['steps']} steps"
+                  if first is not None else f"sft       final loss {s['sft']['final_loss']:.3f}")
+        if "dpo" in s and s["dpo"].get("accuracy_after") is not None:
+            print(f"dpo       held-out implicit-reward accuracy {s['dpo']['accuracy_before']:.3f} -> "
+                  f"{s['dpo']['accuracy_after']:.3f} ({s['dpo']['eval_pairs']} pairs)")
+        ev = self._done("eval")
+        if ev:
+            from tulu.report import Run, load_results, markdown_table
+
+            runs = [Run(w, load_results(p)) for w, p in ev["results"].items()]
+            print("\n" + markdown_table(runs), end="")
+        rep = s.get("report") or {}
+        if rep.get("html"):
+            print(f"\nreport: {rep['html']}")
+
+
+def run(cfg: PipelineConfig) -> int:
+    Pipeline(cfg).run()
+    return 0
+

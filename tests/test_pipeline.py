@@ -1,0 +1,51 @@
+"""The whole recipe end to end through the real CLI, on the tiny model: every stage writes its outputs,
+a re-run resumes (skips finished stages), and the report compares the stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tulu.cli import main
+
+
+@pytest.fixture()
+def tiny_dir(tiny, tmp_path):
+    from tulu.models import save_model
+
+    model, tok = tiny
+    return save_model(model, tok, tmp_path / "tiny")
+
+
+def test_pipeline_end_to_end_on_tiny_model(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+output_dir: {out}
+base_model: {tiny_dir}
+sft_mixture: {{"synthetic:math": 12, "synthetic:constraints": 12}}
+dpo_mixture: {{"synthetic:math": 10, "synthetic:constraints": 10}}
+decontam: {{benchmarks: [gsm8k, ifeval], workers: 1}}
+sft:
+  train: {{max_steps: 2, effective_batch_size: 4, per_device_batch_size: 2, learning_rate: 1.0e-3, seed: 1}}
+dpo:
+  train: {{max_steps: 1, effective_batch_size: 4, per_device_batch_size: 2, learning_rate: 1.0e-4, seed: 1}}
+eval: {{tasks: [gsm8k], limit: 2, max_new_tokens: 8, batch_size: 2}}
+""")
+    assert main(["pipeline", str(recipe)]) == 0
+    for stage in ("data", "decontam", "sft", "dpo", "eval", "report"):
+        assert (out / stage / "DONE.json").is_file(), stage
+    dec = json.loads((out / "decontam" / "DONE.json").read_text())
+    assert set(dec["files"]) == {"sft", "prefs"}
+    assert (out / "sft" / "model" / "model.safetensors").is_file()
+    assert (out / "dpo" / "model" / "model.safetensors").is_file()
+    results = {w: json.loads((out / "eval" / w / "results.json").read_text()) for w in ("base", "sft", "dpo")}
+    assert all("gsm8k" in r["tasks"] for r in results.values())
+    html = (out / "report" / "report.html").read_text()
+    assert "sft" in html and "dpo" in html
+    printed = capsys.readouterr().out
+    assert "=== [6/6] report" in printed and "report:" in printed
+    # A second run resumes: every stage but the report is skipped.
+    assert main(["pipeline", str(recipe)]) == 0
+    assert capsys.readouterr().out.count("already done") == 5
