@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="dev", choices=[*SUITES, "all"], help="task suite (default: dev)")
     parser.add_argument("--tasks", default=None, help=f"comma-separated tasks instead of a suite: {', '.join(TASKS)}")
     parser.add_argument("--limit", type=int, default=None, help="first N items of every task (default: all)")
-    parser.add_argument("--backend", default="hf", help="generation backend (tulu.rollout): hf, fast, vllm, ...")
+    parser.add_argument("--backend", default="auto",
+                        help="generation backend (tulu.rollout): auto (vllm on GPU, else fast, else hf), hf, fast, vllm")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="float32 / bfloat16 / auto (fp32 on CPU)")
     parser.add_argument("--output", "-o", default=None, help="output folder (default: eval/<model name>)")
@@ -38,12 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_backend(model: str, backend: str, device: str | None, dtype: str):
-    """A generation backend from the rollout engine."""
-    try:
-        from tulu.rollout import get_backend
-    except ImportError as exc:
-        raise BenchmarkUnavailable(f"the rollout engine (tulu.rollout.get_backend) is not available: {exc}") from None
-    return get_backend(backend, model=model, device=device, dtype=dtype)
+    """A generation backend from the rollout engine. Local/embedded models are loaded here with the
+    requested device and dtype; ``vllm`` and ``openai`` take the name as it is."""
+    from tulu.rollout import get_backend
+
+    if backend in ("vllm", "openai"):
+        return get_backend(backend, model)
+    from tulu.models import load_model_and_tokenizer
+
+    kwargs = {"dtype": dtype}
+    if device:
+        kwargs["device"] = device
+    mdl, tok = load_model_and_tokenizer(model, **kwargs)
+    return get_backend(backend, mdl, tok)
 
 
 def _list_tasks() -> int:
@@ -92,14 +100,21 @@ def main(args: argparse.Namespace) -> int:
         print(f"tulu eval: error: --tasks: unknown {', '.join(unknown)}; known: {', '.join(TASKS)}", file=sys.stderr)
         return 2
     output = Path(args.output or Path("eval") / Path(args.model).name)
-    from tulu.eval.runner import evaluate
+    from tulu.eval.runner import evaluate, model_fingerprint
+    from tulu.models import ModelSourceError, resolve_model_path
+
+    try:  # key the cache on the resolved folder's weights, so a retrained checkpoint is not served stale
+        model_key = model_fingerprint(resolve_model_path(args.model))
+    except ModelSourceError as exc:
+        print(f"tulu eval: error: {exc}", file=sys.stderr)
+        return 2
 
     try:
         tasks = build_tasks(names, args)
         backend = make_backend(args.model, args.backend, args.device, args.dtype)
         with backend:
             results = evaluate(tasks, backend, model=args.model, output=output, limit=args.limit,
-                               batch_size=args.batch_size, cache_dir=args.cache_dir,
+                               batch_size=args.batch_size, cache_dir=args.cache_dir, model_key=model_key,
                                extra={"suite": args.suite if not args.tasks else None,
                                       "max_new_tokens_cap": args.max_new_tokens})
     except (BenchmarkUnavailable, BenchmarkChecksumError) as exc:
