@@ -278,7 +278,10 @@ def build_accelerator(cfg: TrainConfig):
     from accelerate.state import PartialState
     from accelerate.utils import GradientAccumulationPlugin
 
-    nproc = PartialState().num_processes
+    # Without a GPU, ask for CPU explicitly: that is what turns a torchrun/`accelerate launch` environment
+    # (WORLD_SIZE > 1) into multi-process CPU training over gloo.
+    cpu = not torch.cuda.is_available()
+    nproc = PartialState(cpu=cpu).num_processes
     per_step = cfg.per_device_batch_size * nproc
     if cfg.effective_batch_size % per_step:
         raise ValueError(
@@ -286,6 +289,7 @@ def build_accelerator(cfg: TrainConfig):
             f"train.per_device_batch_size ({cfg.per_device_batch_size}) x processes ({nproc})")
     accumulation = cfg.effective_batch_size // per_step
     acc = Accelerator(
+        cpu=cpu,
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accumulation, sync_with_dataloader=False),
     )
