@@ -62,7 +62,8 @@ def find_stop(text: str, stops: Sequence[str]) -> int:
 
 def sample_seed(base: int, prompt_index: int, sample_index: int) -> int:
     """The RNG seed of one sample: depends only on the request seed and the sample's identity, so a
-    sample does not change when other prompts share its batch."""
+    sample does not depend on which other prompts share its batch (up to the floating-point differences
+    that batched matmuls of other shapes introduce, which can flip a draw near a probability boundary)."""
     return int(stable_hash(base, prompt_index, sample_index), 16) % (2**63 - 1)
 
 

@@ -52,7 +52,7 @@ def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor,
             keep = before < top_p
             keep[:, 0] = True
             return probs * keep, ids
-        k = min(4 * k, vocab)
+        k = 4 * k if 4 * k <= vocab // 4 else vocab  # past a quarter of the vocabulary, sort it all
 
 
 def draw(probs: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

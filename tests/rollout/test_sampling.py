@@ -1,0 +1,63 @@
+"""The pure sampling functions against HF's logits warpers and against exact probabilities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tulu.rollout import sampling
+
+
+def _hf_kept(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    z = logits.clone()
+    if top_k:
+        z = TopKLogitsWarper(top_k)(None, z)
+    if top_p < 1:
+        z = TopPLogitsWarper(top_p)(None, z)
+    return torch.isfinite(z)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (5, 1.0), (20, 0.7), (0, 0.3), (3, 0.99), (0, 0.999)])
+def test_candidates_match_hf_warpers(top_k, top_p):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 1000, generator=g) * 3
+    probs, ids = sampling.candidates(logits, top_k, top_p)
+    ours = torch.zeros_like(logits, dtype=torch.bool)
+    ours.scatter_(1, ids, probs > 0)
+    assert torch.equal(ours, _hf_kept(logits, top_k, top_p))
+
+
+def test_nucleus_grows_past_initial_candidates():
+    logits = torch.zeros(2, 5000)  # flat: top-p 0.9 needs 4500 tokens, beyond the first 256 candidates
+    probs, ids = sampling.candidates(logits, 0, 0.9)
+    assert int((probs[0] > 0).sum()) == 4500
+
+
+def test_draw_follows_the_distribution():
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, 4)
+    ids = torch.arange(4).expand(20000, 4)
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(1))
+    toks = sampling.draw(probs, ids, u)
+    freq = torch.bincount(toks, minlength=4).float() / 20000
+    assert freq[1] == 0
+    assert torch.allclose(freq, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015)
+
+
+def test_token_logprobs_is_temperature_scaled_log_softmax():
+    logits = torch.randn(3, 50)
+    toks = torch.tensor([1, 7, 49])
+    for t in (0.0, 0.7, 1.0):
+        ref = torch.log_softmax(logits / (t or 1.0), -1)[torch.arange(3), toks]
+        assert torch.allclose(sampling.token_logprobs(logits, toks, t), ref, atol=1e-6)
+
+
+def test_sample_greedy_is_argmax_and_sampling_needs_uniforms():
+    logits = torch.randn(4, 30)
+    assert torch.equal(sampling.sample(logits, temperature=0.0, top_k=0, top_p=1.0, uniforms=None), logits.argmax(-1))
+    with pytest.raises(ValueError):
+        sampling.sample(logits, temperature=1.0, top_k=0, top_p=1.0, uniforms=None)
+    # top_k=1 sampling is argmax whatever the uniforms
+    u = torch.rand(4)
+    assert torch.equal(sampling.sample(logits, temperature=1.3, top_k=1, top_p=1.0, uniforms=u), logits.argmax(-1))
