@@ -47,6 +47,9 @@ def _lm_eval_yaml(rel: str) -> dict:
 
 
 def _filter_chain(steps: list[dict]):
+    import lm_eval.filters.extraction  # noqa: F401  (importing registers the filters)
+    import lm_eval.filters.selection  # noqa: F401
+    import lm_eval.filters.transformation  # noqa: F401
     from lm_eval.api.registry import get_filter
 
     fs = [get_filter(s["function"])(**{k: v for k, v in s.items() if k != "function"}) for s in steps]

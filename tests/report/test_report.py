@@ -26,7 +26,7 @@ def test_markdown_side_by_side_with_deltas():
     assert "| task | suite | metric | base | sft | dpo |" in md
     assert "| gsm8k | dev | exact_match | 10.0 ± 2.0 | 30.0 ± 2.0 (+20.0) | 28.0 ± 2.0 (-2.0) |" in md
     assert "dev average" in md and "(+12.5)" in md
-    assert "- bbh: bbh: needs the hub" in md
+    assert "- bbh: needs the hub" in md
     rows = comparison_rows(runs)
     assert [r.task for r in rows] == ["gsm8k", "ifeval", "bbh"]
 

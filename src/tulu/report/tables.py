@@ -108,7 +108,7 @@ def markdown_table(runs: list[Run]) -> str:
     skipped = sorted({(row.task, note) for row in comparison_rows(runs) for v, note in zip(row.values, row.notes)
                       if v is None and note})
     if skipped:
-        lines += ["", "Not run:"] + [f"- {task}: {note}" for task, note in skipped]
+        lines += ["", "Not run:"] + [f"- {task}: {note.removeprefix(task + ': ')}" for task, note in skipped]
     return "\n".join(lines) + "\n"
 
 
