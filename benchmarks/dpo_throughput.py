@@ -1,0 +1,137 @@
+"""DPO training throughput: tulu vs TRL's DPOTrainer (precompute_ref_log_probs=True), same pairs, one run.
+
+Both start from the same weights, train with dpo_norm (TRL: sigmoid_norm), beta 5, AdamW lr 5e-7, no
+gradient checkpointing, fp32 on CPU, the same number of pairs per optimizer step, on the same procedural
+preference pairs. Both compute reference log-probs once before training (TRL in ``__init__``, tulu in
+``cached_reference`` with no cache file). Timing: the reference pass, and the training steps after the first
+(warm-up) step. Prints pairs/s for each and the ratio.
+
+    python benchmarks/dpo_throughput.py --model embedded --pairs 64 --batch 8 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TULU_PROGRESS", "0")
+
+import torch  # noqa: E402
+
+
+def load(model_name: str, tokenizer=None):
+    from tulu.models import load_model_and_tokenizer, tiny_model
+
+    if model_name == "tiny":
+        return tiny_model(0, tokenizer=tokenizer)
+    return load_model_and_tokenizer(model_name, dtype="float32", device="cpu")
+
+
+def records(n: int, seed: int) -> list[dict]:
+    from tulu.data import synthetic
+
+    half = n // 2
+    return (synthetic.records("math", half, kind="preference", seed=seed)
+            + synthetic.records("constraints", n - half, kind="preference", seed=seed))
+
+
+def run_trl(args, recs, out_dir: str) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    model, tok = load(args.model)
+    ds = Dataset.from_list([{"prompt": r["messages"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in recs])
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter())
+
+    cfg = DPOConfig(output_dir=out_dir, loss_type=["sigmoid_norm"], beta=5.0, learning_rate=5e-7,
+                    lr_scheduler_type="linear", warmup_steps=0.1, per_device_train_batch_size=args.batch,
+                    gradient_accumulation_steps=1, max_steps=args.steps, precompute_ref_log_probs=True,
+                    precompute_ref_batch_size=args.batch, max_length=args.max_length, report_to=[], use_cpu=True,
+                    bf16=False, logging_steps=10_000, save_strategy="no", dataloader_num_workers=0,
+                    gradient_checkpointing=False, seed=123, disable_tqdm=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        trainer = DPOTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
+        t_ref = time.perf_counter() - t0
+        trainer.train()
+    return {"ref_s": t_ref, "step_times": [b - a for a, b in zip(times, times[1:])]}
+
+
+def run_ours(args, recs, out_dir: str) -> dict:
+    from tulu.data.preferences import encode_pairs
+    from tulu.train.common import TrainConfig
+    from tulu.train.dpo import DPOTask
+    from tulu.train.dpo_core import LossSettings, cached_reference
+    from tulu.train.loop import Trainer
+
+    model, tok = load(args.model)
+    t0 = time.perf_counter()
+    pairs, _ = encode_pairs(recs, tok, max_length=args.max_length)
+    max_row = args.max_row_tokens or None
+    ref, _, _ = cached_reference(model, pairs, tok.pad_token_id, None, batch_pairs=args.batch,
+                                 layout=args.layout, max_row_tokens=max_row)
+    t_ref = time.perf_counter() - t0
+    cfg = TrainConfig(learning_rate=5e-7, warmup_ratio=0.1, num_epochs=1, max_steps=args.steps,
+                      effective_batch_size=args.batch, per_device_batch_size=args.micro or args.batch,
+                      gradient_checkpointing=False, seed=123, resume="never")
+    task = DPOTask(tok.pad_token_id, ref, LossSettings("dpo_norm", beta=5.0), args.layout, max_row)
+    trainer = Trainer(cfg, model, task, pairs, out_dir, desc="dpo")
+    result = trainer.train()
+    return {"ref_s": t_ref, "step_times": [h["step_time_s"] for h in result.history][1:]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="embedded", help="embedded | tiny | a model folder")
+    ap.add_argument("--pairs", type=int, default=64, help="preference pairs (half math, half constraints)")
+    ap.add_argument("--batch", type=int, default=8, help="pairs per optimizer step (both trainers)")
+    ap.add_argument("--micro", type=int, default=0, help="tulu micro-batch in pairs (0: = --batch)")
+    ap.add_argument("--steps", type=int, default=0, help="optimizer steps (0: one epoch)")
+    ap.add_argument("--max-length", type=int, default=2048)
+    ap.add_argument("--layout", default="packed", choices=["packed", "padded"])
+    ap.add_argument("--max-row-tokens", type=int, default=1024, help="tulu packed row cap (0: one row)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=["ours", "trl"], default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.steps = args.steps or args.pairs // args.batch
+    if args.steps < 2 or args.steps * args.batch > args.pairs:
+        raise SystemExit("need at least 2 steps and steps * batch <= pairs")
+    import tempfile
+
+    recs = records(args.pairs, seed=7)
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in (("trl", run_trl), ("tulu", run_ours)):
+            if args.only and args.only != name.replace("tulu", "ours"):
+                continue
+            torch.manual_seed(0)
+            res[name] = fn(args, recs, os.path.join(tmp, name))
+    print(f"model={args.model} pairs/step={args.batch} steps={args.steps} threads={args.threads} "
+          f"layout={args.layout} max_row_tokens={args.max_row_tokens}")
+    rates = {}
+    for name, r in res.items():
+        st = r["step_times"]
+        rates[name] = args.batch * len(st) / sum(st)
+        ref_rate = args.pairs / r["ref_s"]
+        print(f"{name:5s} train {rates[name]:7.2f} pairs/s (mean of {len(st)} steps after the first)   "
+              f"reference pass {ref_rate:7.2f} pairs/s ({r['ref_s']:.1f}s incl. tokenization)")
+    if len(rates) == 2:
+        ratio = rates["tulu"] / rates["trl"]
+        ref_ratio = res["trl"]["ref_s"] / res["tulu"]["ref_s"]
+        print(f"train throughput tulu/TRL: {ratio:.2f}×   reference pass: {ref_ratio:.2f}×")
+
+
+if __name__ == "__main__":
+    main()

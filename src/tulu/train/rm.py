@@ -1,0 +1,167 @@
+"""`tulu rm RECIPE.yaml`: a Bradley-Terry reward model on preference pairs, on the shared training loop.
+
+The model is ``AutoModelForSequenceClassification`` with one output (a fresh linear ``score`` head on the
+starting LM). A pair's loss is ``-log σ(r(x, y_c) - r(x, y_r))`` (plus optional centering). The score of
+a sequence is the head applied to the hidden state of its **last token**; chosen and rejected sequences of
+a micro-batch run packed in one forward, and we pick each sequence's last position from the layout rather
+than searching for pad tokens (pad == EOS for SmolLM2, so the usual "last non-pad token" rule is fragile).
+
+Numbers from the Tulu 3 report (reward model for the PPO value init): lr 3e-6, 1 epoch, max length 2048.
+The result is a transformers folder; it initialises the PPO value model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from tulu.config import option, to_dict
+from tulu.data.formats import DataError
+from tulu.data.mixing import build_mixture, split_records
+from tulu.data.preferences import EncodedPair, encode_pairs
+from tulu.train.common import TrainConfig
+from tulu.train.logprobs import SeqBatch, collate_sequences
+from tulu.train.loop import Task, Trainer
+from tulu.train.losses import bradley_terry
+from tulu.utils import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def _rm_train_defaults() -> TrainConfig:
+    return TrainConfig(learning_rate=3e-6, warmup_ratio=0.0, num_epochs=1, effective_batch_size=128,
+                       per_device_batch_size=1, seed=123)
+
+
+@dataclass
+class RMDataConfig:
+    mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 200, "synthetic:constraints": 200},
+                                       help="Preference sources -> fraction (<=1) or count (>1), as in `tulu dpo`.")
+    template: Literal["tokenizer", "tulu"] = option("tokenizer", "Chat template: the tokenizer's own, or Tulu's.")
+    max_length: int = option(2048, "Max tokens per sequence (Tulu 3 RM: 2048); cut from the right.")
+    eval_fraction: float = option(0.1, "Held-out share of the pairs; pairwise accuracy on it is printed.")
+
+
+@dataclass
+class RMConfig:
+    model: str = option("embedded", "Starting LM (Tulu 3 trains the RM from the SFT model); a fresh 1-output "
+                                    "score head is added. 'embedded', a folder, or a hub id.")
+    output_dir: str = option("runs/rm", "Run folder: metrics.jsonl, checkpoints/, model/ (the reward model).")
+    dtype: str = option("auto", "Weights dtype: auto (fp32 on CPU, bf16 on GPUs with bf16), float32, bfloat16.")
+    center_coef: float = option(0.0, "Weight of the (r_c + r_r)^2 centering term that keeps rewards near 0 "
+                                     "(0: plain Bradley-Terry, as Tulu 3).")
+    eval_batch_pairs: int = option(8, "Pairs per forward when scoring the held-out split.")
+    max_row_tokens: int = option(0, "Cap on tokens per packed row (0: one row per micro-batch).")
+    data: RMDataConfig = field(default_factory=RMDataConfig, metadata={"help": "Preference data."})
+    train: TrainConfig = field(default_factory=_rm_train_defaults,
+                               metadata={"help": "The shared loop (Tulu 3 RM: lr 3e-6, 1 epoch)."})
+
+
+CONFIG = RMConfig
+
+
+def last_token_scores(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+    """``[num_seqs]`` scores: the classification head on each sequence's last hidden state."""
+    m = getattr(model, "module", model)
+    if hasattr(m, "get_base_model"):
+        m = m.get_base_model()
+    backbone = getattr(m, m.base_model_prefix)
+    head = getattr(m, "score", None) or getattr(m, "classifier", None)
+    if head is None:
+        raise TypeError(f"{type(m).__name__}: no score/classifier head")
+    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                   attention_mask=batch.attention_mask, use_cache=False)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    flat_seq = batch.seq_index.reshape(-1)
+    pos = torch.arange(flat_seq.numel(), device=flat_seq.device)
+    real = flat_seq >= 0
+    last = torch.full((batch.num_seqs,), -1, dtype=torch.long, device=pos.device)
+    last = last.scatter_reduce(0, flat_seq[real], pos[real], reduce="amax")
+    h = hidden.reshape(-1, hidden.shape[-1])[last]
+    return head(h).squeeze(-1).float()
+
+
+class RMTask(Task):
+    def __init__(self, pad_token_id: int, center_coef: float = 0.0, max_row_tokens: int | None = None):
+        self.pad, self.center, self.max_row = pad_token_id, center_coef, max_row_tokens
+
+    def num_tokens(self, item: EncodedPair) -> int:
+        return item.num_tokens
+
+    def collate(self, items):
+        return collate_sequences([p.chosen for p in items] + [p.rejected for p in items], self.pad,
+                                 max_row_tokens=self.max_row)
+
+    def loss(self, model, batch):
+        scores = last_token_scores(model, batch)
+        p = batch.num_seqs // 2
+        c, r = scores[:p], scores[p:]
+        losses = bradley_terry(c, r, center_coef=self.center)
+        d = (c - r).detach()
+        return losses.sum(), {"accuracy": (d > 0).float().sum(), "margin": d.sum(),
+                              "reward/chosen": c.detach().sum(), "reward/rejected": r.detach().sum()}
+
+    def summarize(self, sums, denominator):
+        return {k: v / denominator for k, v in sums.items()}
+
+
+@torch.no_grad()
+def pairwise_accuracy(model: nn.Module, pairs: list[EncodedPair], pad_token_id: int, batch_pairs: int = 8,
+                      max_row_tokens: int | None = None) -> dict[str, float]:
+    """Share of pairs whose chosen response scores strictly higher, and the mean score margin."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    diffs = []
+    try:
+        for i in range(0, len(pairs), batch_pairs):
+            chunk = pairs[i:i + batch_pairs]
+            batch = collate_sequences([p.chosen for p in chunk] + [p.rejected for p in chunk], pad_token_id,
+                                      max_row_tokens=max_row_tokens).to(device)
+            s = last_token_scores(model, batch)
+            diffs.append((s[:len(chunk)] - s[len(chunk):]).cpu())
+    finally:
+        model.train(was)
+    if not diffs:
+        return {}
+    d = torch.cat(diffs)
+    return {"accuracy": (d > 0).float().mean().item(), "margin": d.mean().item(), "pairs": float(len(d))}
+
+
+def run(cfg: RMConfig) -> dict:
+    from tulu.models import load_model, load_tokenizer
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, dtype=cfg.dtype, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    records = build_mixture(cfg.data.mixture, kind="preference", seed=cfg.train.seed).records
+    train_recs, eval_recs = split_records(records, cfg.data.eval_fraction, cfg.train.seed)
+    train_pairs, _ = encode_pairs(train_recs, tok, cfg.data.template, cfg.data.max_length)
+    eval_pairs, _ = encode_pairs(eval_recs, tok, cfg.data.template, cfg.data.max_length)
+    if not train_pairs:
+        raise DataError("data: no training pairs left after truncation; raise data.max_length")
+    max_row = cfg.max_row_tokens or None
+    before = pairwise_accuracy(model, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
+    trainer = Trainer(cfg.train, model, RMTask(tok.pad_token_id, cfg.center_coef, max_row), train_pairs, out,
+                      run_config=to_dict(cfg), desc="reward model")
+    result = trainer.train()
+    after = pairwise_accuracy(trainer.unwrapped_model(), eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
+    summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
+               "heldout_after": after, "final_train_metrics": result.final_metrics, "steps": result.global_step}
+    if trainer.is_main:
+        atomic_write_json(out / "rm_summary.json", summary)
+    card = (f"# Bradley-Terry reward model from {cfg.model}\n\nTrained by `tulu rm` on {len(train_pairs)} pairs. "
+            f"Held-out pairwise accuracy {after.get('accuracy', float('nan')):.3f} on {len(eval_pairs)} pairs.\n")
+    trainer.save_model(tok, out / "model", model_card=card)
+    if after:
+        print(f"held-out pairwise accuracy: {after['accuracy']:.3f} on {len(eval_pairs)} pairs "
+              f"(before training {before['accuracy']:.3f}); mean margin {after['margin']:.4f}")
+    print(f"reward model written to {out / 'model'}")
+    return summary
