@@ -1,0 +1,109 @@
+"""`tulu sft` through the real CLI on the tiny model: writes a reloadable folder with a model card; LoRA;
+SIGKILL mid-run then resume ends with the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sft_helpers import ENV, one_thread, tiny_dir, write_recipe  # noqa: F401  (fixtures)
+from tulu.cli import main as cli_main
+
+
+@pytest.fixture(autouse=True)
+def _threads(one_thread):
+    yield
+
+
+def test_cli_sft_writes_reloadable_model_with_card(tiny_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_dir, out)
+    assert cli_main(["sft", str(recipe), "train.num_epochs=3"]) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 12  # 32 examples / 8 per step x 3 epochs
+    first, last = lines[0]["nll_per_token"], lines[-1]["nll_per_token"]
+    assert last < first - 0.5, (first, last)
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    gen = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert gen.shape[1] == ids["input_ids"].shape[1] + 5 or gen[0, -1].item() == tok.eos_token_id
+    card = (out / "model" / "README.md").read_text()
+    assert "synthetic:math` | 16" in card and "synthetic:constraints` | 16" in card
+    assert '"learning_rate": 0.003' in card and "Final loss" in card
+    res = json.loads((out / "train_results.json").read_text())
+    assert res["global_step"] == 12 and res["final"]["loss"] == pytest.approx(lines[-1]["loss"])
+
+
+def test_cli_sft_lora_merges_into_plain_folder(tiny_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_dir, out, learning_rate=1e-2)
+    assert cli_main(["sft", str(recipe), "lora.enabled=true", "lora.r=4", "train.num_epochs=1"]) == 0
+    assert not (out / "model" / "adapter_config.json").exists()
+    trained = AutoModelForCausalLM.from_pretrained(out / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    sd_t, sd_b = trained.state_dict(), base.state_dict()
+    assert set(sd_t) == set(sd_b)
+    changed = [k for k in sd_b if not torch.equal(sd_t[k], sd_b[k])]
+    assert changed and all("proj" in k for k in changed)  # only adapted projections moved
+    assert torch.equal(sd_t["model.embed_tokens.weight"], sd_b["model.embed_tokens.weight"])
+
+
+def test_cli_sft_config_errors_name_the_key(tiny_dir, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "x")
+    assert cli_main(["sft", str(recipe), "loss_reduction=median"]) == 2
+    assert "loss_reduction" in capsys.readouterr().err
+    assert cli_main(["sft", str(recipe), "train.effective_batch_size=6"]) == 2
+    assert "effective_batch_size" in capsys.readouterr().err
+
+
+def _run(recipe: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tulu.cli", "sft", str(recipe), *overrides], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dir, tmp_path):
+    kw = dict(num_epochs=3, checkpoint_every=2, keep_checkpoints=2)  # 12 steps
+    full = tmp_path / "full"
+    p = _run(write_recipe(tmp_path / "full.yaml", tiny_dir, full, **kw))
+    killed = tmp_path / "killed"
+    recipe = write_recipe(tmp_path / "killed.yaml", tiny_dir, killed, **kw)
+    q = _run(recipe)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "checkpoint-4").is_dir():
+        assert q.poll() is None, q.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(q.pid, signal.SIGKILL)
+    q.wait()
+    assert q.returncode == -signal.SIGKILL
+    assert not (killed / "model").exists(), "the run finished before it was killed; the test proves nothing"
+    assert p.wait() == 0, p.stderr.read()
+    r = _run(recipe)
+    assert r.wait() == 0, r.stderr.read()
+    res = json.loads((killed / "train_results.json").read_text())
+    assert res["resumed_from"] >= 4 and res["global_step"] == 12
+    a = load_file(full / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))
+    full_losses = [json.loads(x)["loss"] for x in (full / "metrics.jsonl").read_text().splitlines()]
+    killed_losses = [json.loads(x)["loss"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert full_losses == killed_losses
