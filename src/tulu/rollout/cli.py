@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
                                 max_new_tokens=args.max_new_tokens, stop=list(args.stop), seed=args.seed,
                                 logprobs=args.token_ids)
     except (InputError, ValueError, OSError) as exc:
-        print(f"error: {exc}")
+        print(f"tulu generate: error: {exc}", file=sys.stderr)
         return 2
     if args.backend == "openai":
         backend = get_backend("openai", args.model, None, base_url=args.base_url)

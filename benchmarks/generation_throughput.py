@@ -1,0 +1,131 @@
+"""Generation throughput: HF ``generate`` against our fast backend, same prompts, same run.
+
+For batch 1, 8 and 32, greedy and sampled (T=1, top-p 0.95), 128 new tokens per sample:
+
+* HF: ``tulu.rollout.hf.HFBackend`` (``model.generate`` with left padding, ``batch_size`` prompts at
+  a time, dynamic cache, log-probs on) - the way the rest of the project called generation before;
+* ours: ``tulu.rollout.fast.FastBackend`` with ``max_batch_size`` equal to the batch.
+
+Tokens/s counts generated tokens (each sample up to its stop token or 128) over wall time including
+prefill. Greedy outputs are compared token for token. The physical bound per decode step is
+``max(weight_bytes / bandwidth, batch * 2 * params / matmul_peak)`` with both measured here.
+
+    python benchmarks/generation_throughput.py            # full: batch 1, 8, 32 (several minutes)
+    python benchmarks/generation_throughput.py --quick    # batch 1 and 8, 32 tokens (about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TULU_PROGRESS", "0")
+
+import torch  # noqa: E402
+
+TOPICS = ["the ocean", "a lighthouse keeper", "the history of bread", "how rain forms", "a robot learning to paint",
+          "the moon landing", "a city at night", "why cats purr", "a long train journey", "the invention of paper",
+          "a mountain village", "the life of a bee", "an old library", "volcanoes", "a chess tournament",
+          "the northern lights", "a desert caravan", "coral reefs", "a jazz musician", "the first computers",
+          "a snowstorm", "ancient Rome", "a garden in spring", "deep sea creatures", "a lost key", "the wind",
+          "a bakery at dawn", "black holes", "a fishing boat", "the Silk Road", "a forest fire", "music and memory"]
+
+
+def prompts(count: int) -> list[list[dict]]:
+    return [[{"role": "user", "content": f"Write a long, detailed essay about {TOPICS[i % len(TOPICS)]}."}]
+            for i in range(count)]
+
+
+def measure_matmul_gflops(size: int = 1024, reps: int = 20) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 * reps / best / 1e9
+
+
+def measure_bandwidth_gbs(mbytes: int = 512, reps: int = 5) -> float:
+    """Read bandwidth: summing a buffer much larger than the caches."""
+    x = torch.ones(mbytes * 2**20 // 4)
+    x.sum()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * 4 / best / 1e9
+
+
+def bound_tok_s(batch: int, weight_bytes: int, params: int, bw_gbs: float, gflops: float) -> float:
+    step = max(weight_bytes / (bw_gbs * 1e9), batch * 2 * params / (gflops * 1e9))
+    return batch / step
+
+
+def run(backend, ps, params) -> tuple[float, list[list[int]], int]:
+    t = time.perf_counter()
+    outs = backend.generate(ps, params)
+    secs = time.perf_counter() - t
+    ids = [c.token_ids for o in outs for c in o.completions]
+    ntok = sum(len(x) for x in ids)
+    return ntok / secs, ids, ntok
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=1, help="batches of prompts per setting (batch 1: 2x this)")
+    ap.add_argument("--modes", default="greedy,sampled")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="batch 1 and 8, 32 new tokens")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batches, args.max_new_tokens = "1,8", 32
+    torch.set_num_threads(args.threads)
+
+    from tulu.models import load_model_and_tokenizer
+    from tulu.rollout import SamplingParams
+    from tulu.rollout.fast import FastBackend
+    from tulu.rollout.hf import HFBackend
+
+    model, tok = load_model_and_tokenizer(args.model, dtype="float32", device="cpu")
+    n_params = sum(p.numel() for p in model.parameters())  # tied head counted once
+    weight_bytes = n_params * 4
+    gflops, bw = measure_matmul_gflops(), measure_bandwidth_gbs()
+    print(f"model {args.model}: {n_params / 1e6:.1f}M params, {weight_bytes / 2**20:.0f} MiB fp32; "
+          f"threads {args.threads}; measured fp32 matmul peak {gflops:.0f} GFLOP/s, read bandwidth {bw:.1f} GB/s")
+    print(f"{'batch':>5} {'mode':>8} {'HF tok/s':>9} {'ours tok/s':>10} {'ratio':>7} {'bound tok/s':>11} "
+          f"{'ours/bound':>10}  greedy identical")
+    ok = True
+    for batch in (int(b) for b in args.batches.split(",")):
+        count = batch * args.rounds * (2 if batch == 1 else 1)
+        ps = prompts(count)
+        hf = HFBackend(model, tok, batch_size=batch)
+        fast = FastBackend(model, tok, max_batch_size=batch)
+        fast.generate(ps[:1], SamplingParams(max_new_tokens=2))  # warm-up (allocator, oneDNN kernels)
+        for mode in args.modes.split(","):
+            sp = (SamplingParams(max_new_tokens=args.max_new_tokens) if mode == "greedy" else
+                  SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0))
+            hf_rate, hf_ids, _ = run(hf, ps, sp)
+            our_rate, our_ids, _ = run(fast, ps, sp)
+            same = "-"
+            if mode == "greedy":
+                same = "yes" if hf_ids == our_ids else f"NO ({sum(a != b for a, b in zip(hf_ids, our_ids))} differ)"
+                ok &= hf_ids == our_ids
+            bound = bound_tok_s(batch, weight_bytes, n_params, bw, gflops)
+            print(f"{batch:>5} {mode:>8} {hf_rate:>9.1f} {our_rate:>10.1f} {our_rate / hf_rate:>6.2f}× "
+                  f"{bound:>11.0f} {our_rate / bound:>9.0%}  {same}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
