@@ -36,7 +36,8 @@ def _check(model, seqs, atol):
 
 def test_tiny_logits_match_hf(tiny):
     model, _ = tiny
-    _check(model, [[5, 6, 7, 8, 9], [100, 200, 300], [42] * 11], atol=1e-5)
+    _check(model, [[5, 6, 7, 8, 9], [100, 200, 300], [42] * 11], atol=1e-5)  # packed, block-diagonal mask
+    _check(model, [[7, 3, 9, 1, 1, 4]], atol=1e-5)  # one prompt: the is_causal path
 
 
 def test_tiny_with_qkv_bias_and_untied_head(tokenizer):

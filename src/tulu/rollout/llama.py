@@ -197,8 +197,10 @@ class FastLlama:
         dev = self.device
         tokens = torch.tensor([t for s in seqs for t in s], device=dev)
         positions = torch.cat([torch.arange(n, device=dev) for n in lens])
-        seg = torch.repeat_interleave(torch.arange(len(seqs), device=dev), torch.tensor(lens, device=dev))
-        mask = (seg[:, None] == seg[None, :]) & (positions[None, :] <= positions[:, None])
+        mask = None  # one prompt: plain causal attention, no [T, T] mask to build
+        if len(seqs) > 1:
+            seg = torch.repeat_interleave(torch.arange(len(seqs), device=dev), torch.tensor(lens, device=dev))
+            mask = (seg[:, None] == seg[None, :]) & (positions[None, :] <= positions[:, None])
         cos, sin = self._rope(positions)
         nh, nkv, d = self.num_heads, self.num_kv_heads, self.head_dim
         kv = torch.empty(self.num_layers, 2, total, nkv, d, device=dev, dtype=self.dtype)
@@ -213,7 +215,7 @@ class FastLlama:
             kv[i, 1] = v
             att = F.scaled_dot_product_attention(
                 q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
-                attn_mask=mask, scale=self.scale, enable_gqa=nh != nkv)
+                attn_mask=mask, is_causal=mask is None, scale=self.scale, enable_gqa=nh != nkv)
             x = x + layer.o(att[0].transpose(0, 1).reshape(total, nh * d))
             h = rms_norm(x, layer.ln2, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
