@@ -12,6 +12,7 @@ preference pairs. Both compute reference log-probs once before training (TRL in 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 import warnings
@@ -118,6 +119,7 @@ def main() -> None:
                 continue
             torch.manual_seed(0)
             res[name] = fn(args, recs, os.path.join(tmp, name))
+            gc.collect()  # free the first trainer's model before the second loads its own
     print(f"model={args.model} pairs/step={args.batch} steps={args.steps} threads={args.threads} "
           f"layout={args.layout} max_row_tokens={args.max_row_tokens}")
     rates = {}

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from tulu.config import option, to_dict
-from tulu.data.formats import DataError
+from tulu.data.formats import DataError, validate
 from tulu.data.mixing import build_mixture, split_records
 from tulu.data.preferences import EncodedPair, encode_pairs, pairs_from_samples
 from tulu.train.common import LoraConfig, TrainConfig
@@ -158,6 +158,13 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     outs = backend.generate([p["messages"] for p in prompts], params)
     samples = [[c.text for c in o.completions] for o in sorted(outs, key=lambda o: o.prompt_index)]
     pairs = pairs_from_samples(prompts, samples, lambda v, t, gt: float(verify(v, t, gt).score), seed)
+    valid = []
+    for i, rec in enumerate(pairs):  # e.g. an empty sample cannot be a response
+        try:
+            valid.append(validate(rec, f"self-generated pair {i}", "preference"))
+        except DataError as exc:
+            log.debug("self-generated pair skipped: %s", exc)
+    pairs = valid
     log.info("self-generated pairs: %d of %d prompts had both a verified and a failed sample", len(pairs), len(prompts))
     atomic_write_jsonl(path, pairs)
     model.eval()
