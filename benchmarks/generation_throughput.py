@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TULU_PROGRESS", "0")
 
-import torch  # noqa: E402
+import torch
 
 TOPICS = ["the ocean", "a lighthouse keeper", "the history of bread", "how rain forms", "a robot learning to paint",
           "the moon landing", "a city at night", "why cats purr", "a long train journey", "the invention of paper",

@@ -27,7 +27,7 @@ def test_ray_workers_match_local_backend_and_take_weight_updates(tmp_path, token
     local0 = get_backend("fast", m0, tok).generate(prompts, params)
     local1 = get_backend("fast", m1, tok).generate(prompts, params)
     be = get_backend("ray", str(path), num_workers=2, worker_kwargs={"max_batch_size": 4},
-                     init_kwargs=dict(num_cpus=2, include_dashboard=False, log_to_driver=False))
+                     init_kwargs={"num_cpus": 2, "include_dashboard": False, "log_to_driver": False})
     try:
         outs = be.generate(prompts, params)
         assert [o.prompt_index for o in outs] == list(range(5))

@@ -31,7 +31,7 @@ def test_candidates_match_hf_warpers(top_k, top_p):
 
 def test_nucleus_grows_past_initial_candidates():
     logits = torch.zeros(2, 5000)  # flat: top-p 0.9 needs 4500 tokens, beyond the first 256 candidates
-    probs, ids = sampling.candidates(logits, 0, 0.9)
+    probs, _ids = sampling.candidates(logits, 0, 0.9)
     assert int((probs[0] > 0).sum()) == 4500
 
 

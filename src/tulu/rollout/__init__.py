@@ -59,10 +59,10 @@ def _load(model, tokenizer):
 def get_backend(name: str, model=None, tokenizer=None, **kwargs) -> GenerationBackend:
     """Build a generation backend by name (see the module docstring for each one's arguments)."""
     if name == "auto":
+        import torch
+
         from tulu.rollout.llama import supports
         from tulu.rollout.vllm import vllm_available
-
-        import torch
 
         if torch.cuda.is_available() and vllm_available() and isinstance(model, str):
             return get_backend("vllm", model, tokenizer, **kwargs)

@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
 from tulu.rollout import sampling
 from tulu.rollout.base import Completion, GenerationBackend, Prompt, RequestOutput, SamplingParams
-from tulu.rollout.common import (base_seed, encode_prompts, find_stop, make_completion, progress_bar,
-                                 sample_seed, stop_token_ids)
+from tulu.rollout.common import (
+    base_seed,
+    encode_prompts,
+    find_stop,
+    make_completion,
+    progress_bar,
+    sample_seed,
+    stop_token_ids,
+)
 from tulu.rollout.llama import FastLlama
 
 log = logging.getLogger(__name__)
@@ -203,9 +210,7 @@ class _Run:
             s.out.append(t)
             if lps is not None:
                 s.logprobs.append(lps[j])
-            if t in self.stop_ids:
-                s.stopped = True
-            elif p.stop and find_stop(self.b.tokenizer.decode(s.out[-64:], skip_special_tokens=True), p.stop) >= 0:
+            if t in self.stop_ids or p.stop and find_stop(self.b.tokenizer.decode(s.out[-64:], skip_special_tokens=True), p.stop) >= 0:
                 s.stopped = True
 
     def _done(self, s: _Seq) -> bool:

@@ -7,13 +7,19 @@ fast backend does not support. Log-probs come from the raw per-step logits (``ou
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from tulu.rollout.base import Completion, GenerationBackend, Prompt, RequestOutput, SamplingParams
-from tulu.rollout.common import (base_seed, encode_prompts, make_completion, progress_bar, stop_token_ids,
-                                 trim_generated)
+from tulu.rollout.common import (
+    base_seed,
+    encode_prompts,
+    make_completion,
+    progress_bar,
+    stop_token_ids,
+    trim_generated,
+)
 
 
 class HFBackend(GenerationBackend):
@@ -37,8 +43,8 @@ class HFBackend(GenerationBackend):
     def _generation_config(self, params: SamplingParams, stop_ids: set[int]):
         from transformers import GenerationConfig
 
-        sampling = {} if params.greedy else dict(temperature=params.temperature, top_p=params.top_p,
-                                                 top_k=params.top_k or None)
+        sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p,
+                                                 "top_k": params.top_k or None}
         return GenerationConfig(
             do_sample=not params.greedy, max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n, eos_token_id=sorted(stop_ids), pad_token_id=self.pad_id,

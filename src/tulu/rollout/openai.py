@@ -12,7 +12,8 @@ import asyncio
 import os
 import random
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Self
 
 from tulu.rollout.base import Completion, GenerationBackend, Prompt, RequestOutput, SamplingParams
 
@@ -49,7 +50,7 @@ class OpenAIClient:
         self._session = None
         self._sem: asyncio.Semaphore | None = None
 
-    async def __aenter__(self) -> "OpenAIClient":
+    async def __aenter__(self) -> Self:
         import aiohttp
 
         headers = {"Content-Type": "application/json"}
@@ -86,7 +87,7 @@ class OpenAIClient:
                             raise OpenAIError(f"{url}: {last}", resp.status)
                         ra = resp.headers.get("Retry-After")
                         retry_after = float(ra) if ra and ra.replace(".", "", 1).isdigit() else None
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     last = f"timed out after {self.timeout}s"
                 except aiohttp.ClientError as exc:
                     last = f"{type(exc).__name__}: {exc}"
@@ -102,8 +103,8 @@ class OpenAIClient:
 
 
 def request_body(model: str, params: SamplingParams, chat: bool) -> dict[str, Any]:
-    body: dict[str, Any] = dict(model=model, n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                max_tokens=params.max_new_tokens)
+    body: dict[str, Any] = {"model": model, "n": params.n, "temperature": params.temperature, "top_p": params.top_p,
+                                "max_tokens": params.max_new_tokens}
     if params.stop:
         body["stop"] = list(params.stop)
     if params.seed is not None:
@@ -169,7 +170,7 @@ class OpenAIBackend(GenerationBackend):
         def target() -> None:
             try:
                 box["out"] = asyncio.run(self.agenerate(prompts, params))
-            except BaseException as exc:  # re-raised in the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["err"] = exc
 
         t = threading.Thread(target=target)

@@ -10,7 +10,7 @@ results are reproducible for a fixed number of workers.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from tulu.rollout.base import GenerationBackend, Prompt, RequestOutput, SamplingParams
 from tulu.rollout.common import sample_seed
@@ -68,8 +68,8 @@ class RayBackend(GenerationBackend):
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(**(init_kwargs or dict(num_cpus=num_workers * num_cpus_per_worker, include_dashboard=False,
-                                            log_to_driver=False)))
+            ray.init(**(init_kwargs or {"num_cpus": num_workers * num_cpus_per_worker, "include_dashboard": False,
+                                            "log_to_driver": False}))
         actor = ray.remote(_Worker).options(num_cpus=num_cpus_per_worker, num_gpus=num_gpus_per_worker)
         self.workers = [actor.remote(model, worker_backend, dict(worker_kwargs or {}), max(1, num_cpus_per_worker))
                         for _ in range(num_workers)]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tulu.rollout.base import Completion, GenerationBackend, Prompt, RequestOutput, SamplingParams
 from tulu.rollout.common import encode_prompts
@@ -27,12 +28,12 @@ def vllm_available() -> bool:
 
 def to_vllm_kwargs(params: SamplingParams) -> dict[str, Any]:
     """Our settings as keyword arguments of ``vllm.SamplingParams``."""
-    return dict(
-        n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else -1,
-        max_tokens=params.max_new_tokens, stop=list(params.stop) or None, stop_token_ids=list(params.stop_token_ids) or None,
-        seed=params.seed, logprobs=0 if params.logprobs else None, skip_special_tokens=True,
-        include_stop_str_in_output=False,
-    )
+    return {
+        "n": params.n, "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k if params.top_k > 0 else -1,
+        "max_tokens": params.max_new_tokens, "stop": list(params.stop) or None, "stop_token_ids": list(params.stop_token_ids) or None,
+        "seed": params.seed, "logprobs": 0 if params.logprobs else None, "skip_special_tokens": True,
+        "include_stop_str_in_output": False,
+    }
 
 
 def _sampled_logprobs(token_ids: list[int], logprobs) -> list[float] | None:
@@ -91,7 +92,7 @@ class VLLMBackend(GenerationBackend):
                 llm_kwargs["logprobs_mode"] = "processed_logprobs"
             llm = vllm.LLM(model=model, **llm_kwargs)
         if sampling_params_cls is None:
-            from vllm import SamplingParams as sampling_params_cls  # noqa: N813
+            from vllm import SamplingParams as sampling_params_cls
         self.llm = llm
         self.sampling_params_cls = sampling_params_cls
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
