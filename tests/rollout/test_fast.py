@@ -137,6 +137,20 @@ def test_update_weights_changes_outputs(tokenizer):
     assert flat(after) != pytest.approx(flat(before), abs=1e-3)
 
 
+def test_auto_picks_fast_for_llama_and_hf_otherwise(tiny):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model, tok = tiny
+    assert get_backend("auto", model, tok).name == "fast"
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tok))).eval()
+    be = get_backend("auto", gpt2, tok)
+    assert be.name == "hf"
+    out = be.generate([[1, 2, 3]], SamplingParams(max_new_tokens=3))[0].completions[0]
+    assert len(out.token_ids) == 3 and len(out.logprobs) == 3
+    with pytest.raises(KeyError, match="does not have"):
+        be.update_weights({"nonsense.weight": torch.zeros(1)})
+
+
 @pytest.mark.embedded
 def test_embedded_greedy_equals_hf_token_for_token(embedded):
     model, tok = embedded
@@ -158,3 +172,22 @@ def test_embedded_sampled_logprobs_match_teacher_forcing(embedded):
         for c in out.completions:
             ref = _teacher_forced(model, c.prompt_token_ids, c.token_ids, 1.0)
             assert (torch.tensor(c.logprobs) - ref).abs().max() < 1e-4
+
+
+def test_hf_and_fast_agree_on_stop_strings_and_tokens(tiny):
+    model, tok = tiny
+    fast = get_backend("fast", model, tok, max_batch_size=4)
+    hf = get_backend("hf", model, tok, batch_size=4)
+    free = fast.generate(_prompts()[:1], SamplingParams(max_new_tokens=16))[0].completions[0]
+    stop_tok = free.token_ids[6]
+    stop_str = tok.decode(free.token_ids[3:5], skip_special_tokens=True)
+    for p in (SamplingParams(max_new_tokens=16, stop_token_ids=[stop_tok]),
+              SamplingParams(max_new_tokens=16, stop=[stop_str]) if stop_str.strip() else None):
+        if p is None:
+            continue
+        a = fast.generate(_prompts()[:3], p)
+        b = hf.generate(_prompts()[:3], p)  # batched: finished rows are padded with EOS (== pad) by HF
+        for x, y in zip(a, b):
+            cx, cy = x.completions[0], y.completions[0]
+            assert (cx.token_ids, cx.text, cx.finish_reason) == (cy.token_ids, cy.text, cy.finish_reason)
+            assert cx.logprobs == pytest.approx(cy.logprobs, abs=1e-4)

@@ -38,7 +38,9 @@ class HFBackend(GenerationBackend):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def update_weights(self, state_dict) -> None:
-        self.model.load_state_dict(dict(state_dict), strict=False)
+        result = self.model.load_state_dict(dict(state_dict), strict=False)
+        if result.unexpected_keys:
+            raise KeyError(f"update_weights: names the model does not have: {result.unexpected_keys[:5]}")
 
     def _generation_config(self, params: SamplingParams, stop_ids: set[int]):
         from transformers import GenerationConfig
