@@ -107,3 +107,31 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dir, tmp_path):
     full_losses = [json.loads(x)["loss"] for x in (full / "metrics.jsonl").read_text().splitlines()]
     killed_losses = [json.loads(x)["loss"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert full_losses == killed_losses
+
+
+@pytest.mark.parametrize("name", ["tulu3_8b_sft", "tulu3_70b_sft", "embedded_cpu_sft"])
+def test_recipes_parse_and_carry_the_report_numbers(name):
+    from tulu.config import load_config
+    from tulu.train.sft import SFTConfig
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(SFTConfig, root / "recipes" / f"{name}.yaml")
+    assert cfg.loss_reduction == "sum" and cfg.train.lr_scheduler == "linear"
+    if name.startswith("tulu3"):
+        t = cfg.train
+        assert (t.seed, t.warmup_ratio, t.weight_decay, t.num_epochs, t.effective_batch_size) == (123, 0.03, 0.0, 2, 128)
+        assert cfg.data.max_seq_length == 4096 and t.mixed_precision == "bf16"
+        assert t.learning_rate == (5e-6 if "8b" in name else 2e-6)
+
+
+def test_accelerate_and_deepspeed_configs_are_valid():
+    root = Path(__file__).resolve().parents[2]
+    import yaml
+
+    for p in sorted((root / "configs" / "accelerate").glob("*.yaml")):
+        cfg = yaml.safe_load(p.read_text())
+        assert cfg["distributed_type"] in ("DEEPSPEED", "FSDP", "MULTI_CPU", "MULTI_GPU"), p
+        ds = cfg.get("deepspeed_config", {}).get("deepspeed_config_file")
+        if ds:
+            conf = json.loads((root / ds).read_text())
+            assert conf["train_micro_batch_size_per_gpu"] == "auto" and conf["zero_optimization"]["stage"] in (2, 3)
