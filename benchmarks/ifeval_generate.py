@@ -1,6 +1,6 @@
 """Generate IFEval responses with the embedded model (greedy) for the parity corpus.
 
-    python benchmarks/ifeval_generate.py --n 136 --stride 4 --max-new-tokens 192 \
+    python benchmarks/ifeval_generate.py --n 24 --stride 22 --max-new-tokens 128 \
         --out tests/verifiers/data/ifeval_embedded_generations.jsonl
 
 The output is our own model's text (SmolLM2-135M-Instruct, greedy), committed so the parity test does not
@@ -29,10 +29,10 @@ def ifeval_rows() -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=136)
-    ap.add_argument("--stride", type=int, default=4, help="take every k-th IFEval row")
-    ap.add_argument("--max-new-tokens", type=int, default=192)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--stride", type=int, default=22, help="take every k-th IFEval row")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--out", default="tests/verifiers/data/ifeval_embedded_generations.jsonl")
     args = ap.parse_args(argv)
 

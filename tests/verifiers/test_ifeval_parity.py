@@ -1,6 +1,6 @@
 """Parity with code no one here wrote: lm-eval's copy of Google's IFEval checkers, and nltk's Punkt and
 word tokenizer. The reference runs offline with NLTK's English parameters written as a ``punkt_tab``
-folder (see benchmarks/ifeval_parity.py). The full corpus (541 prompts, ~7k responses) is marked slow."""
+folder (see benchmarks/ifeval_parity.py). The full corpus (541 prompts, ~12k responses) is marked slow."""
 
 from __future__ import annotations
 
