@@ -5,8 +5,9 @@ chat examples, tokenized once by tulu (assistant-only labels), with the same lea
 warmup, AdamW settings, gradient clipping and seed:
 
 * **tulu**: ``tulu.train.loop.Trainer`` + ``SFTTask``: micro-batches of ``--per-device`` sequences packed
-  into one padding-free row, LM head only at label positions, loss_reduction=mean (TRL's normalisation,
-  so the losses compare).
+  into one padding-free row, causal attention per sequence inside the row (``packed_sdpa``: the exact
+  ``sum(len²)`` work, where a masked SDPA over the row does ``T²``), LM head only at label positions,
+  loss_reduction=mean (TRL's normalisation, so the losses compare).
 * **TRL** (1.16) ``SFTTrainer`` at its fastest CPU settings: the same pre-tokenized rows (``input_ids`` +
   ``completion_mask``, completion-only loss), ``packing=True`` with BFD packing into rows of about the same
   number of tokens as ours (which makes it padding-free), ``bf16=False``, no gradient checkpointing (TRL
@@ -66,7 +67,11 @@ def run_tulu(args, items, tokenizer) -> dict:
     from tulu.train.loop import Trainer
     from tulu.train.sft import SFTTask
 
+    from tulu.train.attention import register
+
     model = load(args.model, tokenizer)
+    if args.attention == "packed_sdpa":
+        model.set_attn_implementation(register())
     cfg = TrainConfig(seed=args.seed, learning_rate=args.lr, warmup_ratio=args.warmup_ratio, num_epochs=1,
                       effective_batch_size=args.per_device * args.accumulation, per_device_batch_size=args.per_device,
                       max_grad_norm=1.0, resume="never")
@@ -136,6 +141,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--warmup-ratio", type=float, default=0.03)
     ap.add_argument("--head-chunk", type=int, default=0, help="ours: 0 = project label positions at once")
+    ap.add_argument("--attention", choices=["packed_sdpa", "sdpa"], default="packed_sdpa",
+                    help="ours: per-sequence SDPA inside packed rows (default) or transformers' masked SDPA")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--only", choices=["tulu", "trl"], default=None)
@@ -153,7 +160,7 @@ def main() -> None:
     n_tok = sum(len(e.input_ids) for e in items)
     n_lab = sum(sum(1 for x in e.labels[1:] if x != -100) for e in items)
     print(f"model {args.model}, {len(items)} examples, {n_tok} tokens ({n_lab / n_tok:.0%} assistant labels), "
-          f"{args.threads} threads, allocator {current_allocator()}", flush=True)
+          f"{args.threads} threads, our attention {args.attention}, allocator {current_allocator()}", flush=True)
     peak = matmul_peak_gflops(2048)
     print(f"fp32 matmul peak (2048x2048, {args.threads} threads): {peak:.1f} GFLOP/s", flush=True)
     res = {}

@@ -54,8 +54,10 @@ class SFTModelConfig:
                                            "transformers folder, or a hub id (Tulu 3: meta-llama/Llama-3.1-8B).")
     dtype: str = option("float32", "Dtype of the trained weights (keep float32 and use train.mixed_precision=bf16 on "
                                    "GPUs, so AdamW updates stay exact; 'auto' = bf16 on GPU, fp32 on CPU).")
-    attn_implementation: str = option("sdpa", "Attention kernel: sdpa (default) or flash_attention_2 (GPU). "
-                                              "Both keep packed sequences apart through restarting position ids.")
+    attn_implementation: str = option(
+        "packed_sdpa", "Attention: packed_sdpa (default: causal SDPA per sequence inside a packed row, exact "
+                       "sum(len^2) work; see tulu/train/attention.py), sdpa (transformers' masked T^2 SDPA), or "
+                       "flash_attention_2 (GPU, varlen from position ids). All keep packed sequences apart.")
 
 
 @dataclass
@@ -206,8 +208,13 @@ def run(cfg: SFTConfig) -> int:
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     items, counts = prepare_data(cfg, tokenizer)
     log.info("SFT data: %d examples (%s)", len(items), ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    packed = cfg.model.attn_implementation == "packed_sdpa"
     model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device="cpu",
-                       attn_implementation=cfg.model.attn_implementation)
+                       attn_implementation="sdpa" if packed else cfg.model.attn_implementation)
+    if packed:
+        from tulu.train.attention import register
+
+        model.set_attn_implementation(register())
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.lora.enabled:
@@ -220,6 +227,9 @@ def run(cfg: SFTConfig) -> int:
     if first is None:
         first = _first_logged_loss(Path(cfg.output_dir))
     card = model_card(cfg, counts, result, len(items), first)
+    if packed:  # the saved config must name a stock attention implementation
+        trained = trainer.unwrapped_model()
+        getattr(trained, "get_base_model", lambda: trained)().set_attn_implementation("sdpa")
     out = trainer.save_model(tokenizer, Path(cfg.output_dir) / "model", model_card=card,
                              merge_lora=cfg.lora.merge_on_save)
     if trainer.is_main:
