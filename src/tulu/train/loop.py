@@ -426,16 +426,18 @@ class Trainer:
                 lr = self.lr_at(step)
                 self._set_lr(lr)
                 self.wrapped.train()
-                loss_sum = torch.zeros((), dtype=torch.float64)
+                # Accumulate on the device: one device->host transfer per step, not one per micro-batch.
+                loss_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
                 sums: dict[str, torch.Tensor] = {}
                 for mb in self._my_slots(indices):
                     batch = _to_device(self.task.collate([self.items[i] for i in mb]), acc.device)
                     with acc.accumulate(self.wrapped), acc.autocast():
                         loss, mb_sums = self.wrapped(batch)
                         acc.backward(loss * scale)
-                    loss_sum += loss.detach().double().cpu()
+                    loss_sum += loss.detach().double()
                     for k, v in mb_sums.items():
-                        sums[k] = sums.get(k, torch.zeros((), dtype=torch.float64)) + v.detach().double().cpu()
+                        v = v.detach().to(acc.device, torch.float64)
+                        sums[k] = sums[k] + v if k in sums else v
                 if cfg.max_grad_norm > 0:
                     norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
                 else:
@@ -443,7 +445,7 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 keys = sorted(sums)
-                vec = torch.stack([loss_sum] + [sums[k] for k in keys]).to(acc.device)
+                vec = torch.stack([loss_sum] + [sums[k] for k in keys])
                 vec = acc.reduce(vec, reduction="sum").double().cpu().tolist()
                 dt = time.perf_counter() - t0
                 tokens_run += step_tokens
