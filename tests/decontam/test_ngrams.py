@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from reference import ref_matches
+from decontam_reference import ref_matches
 
 from tulu.decontam import ngrams
 from tulu.decontam.ngrams import build_index, match_instances, tokenize

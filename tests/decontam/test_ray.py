@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import chat
+from decontam_helpers import chat
 
 from tulu.decontam.run import DecontamOptions, decontaminate
 from tulu.decontam.scan import TrainSource

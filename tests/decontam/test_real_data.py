@@ -14,7 +14,7 @@ reasoning_gym = pytest.importorskip("reasoning_gym")
 
 
 def _write(jsonl, name: str, task: str, size: int, seed: int):
-    from conftest import chat
+    from decontam_helpers import chat
 
     return TrainSource(name, jsonl(name, [chat(x["question"], str(x["answer"]))
                                           for x in reasoning_gym.create_dataset(task, size=size, seed=seed)]))

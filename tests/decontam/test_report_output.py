@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from conftest import chat
+from decontam_helpers import chat
 
 from tulu.cli import main as tulu_main
 from tulu.decontam.evalsets import EvalInstance

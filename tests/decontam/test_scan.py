@@ -7,8 +7,8 @@ import random
 import re
 
 import pytest
-from conftest import chat
-from reference import ref_matches
+from decontam_helpers import chat
+from decontam_reference import ref_matches
 
 from tulu.data.formats import DataError
 from tulu.decontam.ngrams import build_index
