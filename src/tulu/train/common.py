@@ -31,6 +31,8 @@ class TrainConfig:
     adam_beta1: float = option(0.9, "AdamW beta1.")
     adam_beta2: float = option(0.999, "AdamW beta2.")
     adam_epsilon: float = option(1e-8, "AdamW epsilon.")
+    adam_fused: bool = option(True, "Use torch's fused AdamW kernel (CPU and CUDA; the same update, measured ~4x "
+                                    "faster than the default multi-tensor kernel on this CPU for 135M parameters).")
     num_epochs: int = option(2, "Passes over the training data (Tulu 3 SFT: 2).")
     max_steps: int = option(0, "Stop after this many optimizer steps (0: run num_epochs). The schedule is "
                                "built for the smaller of the two.")

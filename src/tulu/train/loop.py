@@ -257,6 +257,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; the fused kernel when asked and every parameter can use it."""
+    groups = param_groups(model, cfg.weight_decay)
+    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    params = [p for g in groups for p in g["params"]]
+    fusable = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
+                  for p in params)
+    if cfg.adam_fused and fusable:
+        kwargs["fused"] = True
+    return torch.optim.AdamW(groups, **kwargs)
+
+
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     if not ckpt_root.is_dir():
@@ -324,8 +336,7 @@ class Trainer:
             if hasattr(model, "config"):
                 model.config.use_cache = False
         self.step_module = _StepModule(model, task)
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
-                                      betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+        optimizer = make_optimizer(model, cfg)
         self.wrapped, self.optimizer = self.accelerator.prepare(self.step_module, optimizer)
         self.warmup = warmup_steps_for(self.plan.total_steps, cfg.warmup_ratio)
         self.fingerprint = stable_hash(len(items), self.plan.effective_batch, self.plan.steps_per_epoch,
