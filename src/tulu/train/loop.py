@@ -40,10 +40,8 @@ a run killed at any moment resumes from the last complete one and ends with the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -51,11 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from tulu.train.common import TrainConfig
+from tulu.train.plan import (Plan, deal, epoch_order, lr_factor, make_plan, step_items,  # noqa: F401 (re-exported)
+                             warmup_steps_for)
 from tulu.utils import atomic_write_json, atomic_write_text, progress, seed_everything, stable_hash
 
 log = logging.getLogger(__name__)
@@ -100,77 +99,6 @@ class _StepModule(nn.Module):
         return loss, sums
 
 
-# ------------------------------------------------------------------------------------- pure schedule
-def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str = "linear") -> float:
-    """Multiplier of the peak LR at optimizer step ``step`` (0-based), as transformers' schedules."""
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    if kind == "constant":
-        return 1.0
-    progress_ = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    if kind == "linear":
-        return max(0.0, 1.0 - progress_)
-    if kind == "cosine":
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress_)))
-    raise ValueError(f"unknown lr_scheduler {kind!r}")
-
-
-def warmup_steps_for(total_steps: int, ratio: float) -> int:
-    return math.ceil(total_steps * ratio)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How items map to optimizer steps and micro-batch slots."""
-
-    num_items: int
-    effective_batch: int
-    num_processes: int
-    accumulation: int
-    steps_per_epoch: int
-    total_steps: int
-
-    @property
-    def slots(self) -> int:
-        return self.num_processes * self.accumulation
-
-
-def make_plan(num_items: int, cfg: TrainConfig, num_processes: int) -> Plan:
-    per_step = cfg.per_device_batch_size * num_processes
-    if cfg.effective_batch_size % per_step:
-        raise ValueError(
-            f"train.effective_batch_size ({cfg.effective_batch_size}) must be a multiple of "
-            f"train.per_device_batch_size ({cfg.per_device_batch_size}) x processes ({num_processes})")
-    accumulation = cfg.effective_batch_size // per_step
-    slots = num_processes * accumulation
-    full, rest = divmod(num_items, cfg.effective_batch_size)
-    steps_per_epoch = full + (1 if rest >= slots else 0)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{num_items} training items cannot fill one step of {slots} micro-batches "
-                         f"(effective_batch_size {cfg.effective_batch_size}); use more data or a smaller batch")
-    total = steps_per_epoch * cfg.num_epochs
-    if cfg.max_steps > 0:
-        total = min(total, cfg.max_steps) if cfg.num_epochs >= 1 else cfg.max_steps
-    return Plan(num_items, cfg.effective_batch_size, num_processes, accumulation, steps_per_epoch, total)
-
-
-def epoch_order(num_items: int, seed: int, epoch: int) -> np.ndarray:
-    """The item order of one epoch: a permutation seeded by (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch]).permutation(num_items)
-
-
-def step_items(plan: Plan, seed: int, step: int) -> list[int]:
-    """Global item indices of optimizer step ``step`` (epochs wrap when max_steps exceeds them)."""
-    epoch, k = divmod(step, plan.steps_per_epoch)
-    order = epoch_order(plan.num_items, seed, epoch)
-    return order[k * plan.effective_batch:(k + 1) * plan.effective_batch].tolist()
-
-
-def deal(indices: Sequence[int], slots: int) -> list[list[int]]:
-    """Deal a step's items into ``slots`` micro-batches of near-equal size (round-robin, order kept)."""
-    return [list(indices[j::slots]) for j in range(slots)]
-
-
 # --------------------------------------------------------------------------------------------- logging
 class MetricsLog:
     """metrics.jsonl (+ TensorBoard / W&B). Only the main process writes."""
@@ -184,8 +112,7 @@ class MetricsLog:
         out_dir.mkdir(parents=True, exist_ok=True)
         # Drop lines a killed run wrote after its last checkpoint, so the log matches the resumed state.
         if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= resume_step]
             atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         if "tensorboard" in cfg.report_to:
             try:
@@ -221,6 +148,14 @@ class MetricsLog:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _step_of(line: str) -> float:
+    """Step of a metrics line; a line cut short by a kill (or blank) counts as after any resume point."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return float("inf")
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -418,9 +353,10 @@ class Trainer:
         if self.is_main:
             shutil.rmtree(self.ckpt_root / f".checkpoint-{start}.tmp", ignore_errors=True)
         logger = MetricsLog(self.out, cfg, self.run_config, self.is_main, start)
-        log.info("training: %d items, %d steps (%d per epoch), %d processes x %d accumulation x %d per micro-batch",
-                 plan.num_items, plan.total_steps, plan.steps_per_epoch, plan.num_processes, plan.accumulation,
-                 cfg.per_device_batch_size)
+        if self.is_main:
+            log.info("training: %d items, %d steps (%d per epoch), %d processes x %d accumulation x %d per micro-batch",
+                     plan.num_items, plan.total_steps, plan.steps_per_epoch, plan.num_processes, plan.accumulation,
+                     cfg.per_device_batch_size)
         history: list[dict] = []
         last: dict[str, float] = {}
         bar = progress(total=plan.total_steps, initial=start, desc=self.desc, unit="step") if self.is_main else None
@@ -504,12 +440,13 @@ class Trainer:
         acc.wait_for_everyone()
         model = self.unwrapped_model()
         is_peft = hasattr(model, "get_base_model")
-        state = None if is_peft else self.full_state_dict()
+        sharded = acc.distributed_type.value in ("FSDP", "DEEPSPEED")
+        state = self.full_state_dict() if sharded and not is_peft else None  # a collective: every process
         out = None
         if self.is_main:
             if is_peft and merge_lora:
                 model = model.merge_and_unload()
-            elif state is not None and acc.distributed_type.value in ("FSDP", "DEEPSPEED"):
+            elif state is not None:
                 model = _with_state(model, state)
             if hasattr(model, "gradient_checkpointing_disable") and self.cfg.gradient_checkpointing:
                 model.gradient_checkpointing_disable()
@@ -534,15 +471,3 @@ def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
             return getattr(self.m, name)
 
     return _Saver(model)  # type: ignore[return-value]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Temporarily set torch's CPU thread count (0: unchanged)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

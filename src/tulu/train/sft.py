@@ -207,7 +207,8 @@ def run(cfg: SFTConfig) -> int:
     accelerator = build_accelerator(cfg.train)  # before the model: ZeRO-3 init needs it
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     items, counts = prepare_data(cfg, tokenizer)
-    log.info("SFT data: %d examples (%s)", len(items), ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if accelerator.is_main_process:
+        log.info("SFT data: %d examples (%s)", len(items), ", ".join(f"{k}: {v}" for k, v in counts.items()))
     packed = cfg.model.attn_implementation == "packed_sdpa"
     model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device="cpu",
                        attn_implementation="sdpa" if packed else cfg.model.attn_implementation)
