@@ -135,3 +135,27 @@ def test_accelerate_and_deepspeed_configs_are_valid():
         if ds:
             conf = json.loads((root / ds).read_text())
             assert conf["train_micro_batch_size_per_gpu"] == "auto" and conf["zero_optimization"]["stage"] in (2, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.embedded
+def test_embedded_cpu_recipe_lowers_loss_and_chats(tmp_path):
+    """The CPU recipe on the embedded model (shortened to 6 steps): the loss falls and the model answers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "emb"
+    assert cli_main(["sft", str(root / "recipes" / "embedded_cpu_sft.yaml"), f"output_dir={out}",
+                     "data.mixture={synthetic:math: 48, synthetic:constraints: 48}", "train.checkpoint_every=0"]) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 6
+    assert sum(x["nll_per_token"] for x in lines[-2:]) < 0.8 * sum(x["nll_per_token"] for x in lines[:2])
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    ids = tok.apply_chat_template([{"role": "user", "content": "State the final answer to the following arithmetic "
+                                    "problem: 2 + 5 ="}], add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
+    text = tok.decode(model.generate(**ids, max_new_tokens=30, do_sample=False)[0, ids["input_ids"].shape[1]:],
+                      skip_special_tokens=True)
+    assert "7" in text
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in (out / "model" / "README.md").read_text()

