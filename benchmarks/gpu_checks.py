@@ -118,41 +118,39 @@ def bench_sft_hf(model, items, per_device: int, steps: int) -> float:
 
 
 def section_sft(config_dir: str, results: dict, steps: int) -> None:
+    """Our loop with each attention path for packed rows, against the HF-standard step on the same tokens."""
+    from tulu.train.attention import register
+
     shapes = (("smollm2-135m", 16, 1024), ("1b", 8, 1024)) if not SMOKE else (("smollm2-135m", 2, 32),)
+    variants = [("packed_sdpa", "sdpa"), ("sdpa_mask", "sdpa")] + ([("flex", "flex_attention")] if DEVICE == "cuda" else [])
     for which, per_device, seq in shapes:
         items = random_items(49152, per_device * (steps + 1), seq)
         model = build_model(config_dir, which)
-        ours = bench_sft_ours(model, items, per_device, steps)
-        del model
-        torch.cuda.empty_cache() if DEVICE == "cuda" else None
-        # Same effective batch, one sequence per micro-batch: no packed block-diagonal mask at all.
-        model = build_model(config_dir, which)
-        ours_rows = bench_sft_ours(model, items, 1, steps, accumulation=per_device)
-        del model
-        ours_flex = None
-        if DEVICE == "cuda":  # packed rows with a document BlockMask instead of a dense [T, T] mask
-            try:
-                model = build_model(config_dir, which, attn="flex_attention")
-                ours_flex = bench_sft_ours(model, items, per_device, steps)
-                del model
-            except Exception as exc:  # noqa: BLE001 - report, keep the other figures
-                print(f"flex_attention variant failed: {type(exc).__name__}: {exc}", flush=True)
-        torch.cuda.empty_cache() if DEVICE == "cuda" else None
-        model = build_model(config_dir, which)
         hf = bench_sft_hf(model, items, per_device, steps)
         fpt = train_flops_per_token(model, seq)
-        row = {"model": which, "params": n_params(model), "tokens_per_step": per_device * seq,
-               "ours_tok_s": ours, "ours_one_seq_per_microbatch_tok_s": ours_rows,
-               "ours_packed_flex_attention_tok_s": ours_flex, "hf_tok_s": hf, "ratio": ours / hf,
-               "ours_mfu": ours * fpt / H100_BF16_DENSE, "hf_mfu": hf * fpt / H100_BF16_DENSE}
-        results.setdefault("sft", []).append(row)
-        print(f"SFT bf16 {which:13s} ({row['params'] / 1e6:.0f}M params, {per_device}x{seq} tokens/step): "
-              f"ours {ours:,.0f} tok/s (MFU {row['ours_mfu']:.1%})  HF step {hf:,.0f} tok/s (MFU {row['hf_mfu']:.1%})  "
-              f"ratio {row['ratio']:.2f}×; ours with 1 sequence per micro-batch (no packing mask) {ours_rows:,.0f} tok/s "
-              f"({ours_rows / hf:.2f}×); packed with flex_attention "
-              f"{'n/a' if ours_flex is None else f'{ours_flex:,.0f} tok/s ({ours_flex / hf:.2f}×)'}", flush=True)
+        row = {"model": which, "params": n_params(model), "tokens_per_step": per_device * seq, "hf_tok_s": hf,
+               "hf_mfu": hf * fpt / H100_BF16_DENSE}
         del model
-        torch.cuda.empty_cache() if DEVICE == "cuda" else None
+        for name, attn in variants:
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+            try:
+                model = build_model(config_dir, which, attn=attn)
+                if name == "packed_sdpa":  # what `tulu sft` uses by default (model.attn_implementation)
+                    model.set_attn_implementation(register())
+                rate = bench_sft_ours(model, items, per_device, steps)
+                del model
+            except Exception as exc:  # noqa: BLE001 - report, keep the other figures
+                print(f"{name} failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            row[f"ours_{name}_tok_s"] = rate
+            row[f"ours_{name}_mfu"] = rate * fpt / H100_BF16_DENSE
+            row[f"ratio_{name}"] = rate / hf
+        results.setdefault("sft", []).append(row)
+        parts = [f"{n} {row[f'ours_{n}_tok_s']:,.0f} tok/s (MFU {row[f'ours_{n}_mfu']:.1%}, {row[f'ratio_{n}']:.2f}×)"
+                 for n, _ in variants if f"ours_{n}_tok_s" in row]
+        print(f"SFT bf16 {which:13s} ({row['params'] / 1e6:.0f}M params, {per_device}x{seq} tokens/step): "
+              f"HF step {hf:,.0f} tok/s (MFU {row['hf_mfu']:.1%}); ours: " + "; ".join(parts), flush=True)
 
 
 def section_generation(config_dir: str, results: dict, new_tokens: int) -> None:
