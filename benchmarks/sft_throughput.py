@@ -15,7 +15,8 @@ warmup, AdamW settings, gradient clipping and seed:
 
 It prints tokens/s for both (real tokens: no padding exists in either), the ratio as ``1.73×``, the
 achieved FLOP/s of our step against a measured fp32 matmul peak, and each side's final training loss per
-token (a sanity check that both learn the same thing).
+token, and both trained models' NLL per token on the same held-out examples (the check that both
+learned the same amount; per-step training losses are not comparable, as TRL's BFD packing reorders).
 
     python benchmarks/sft_throughput.py                                  # 128 examples, both trainers
     python benchmarks/sft_throughput.py --examples 32 --per-device 4     # quick
@@ -62,6 +63,23 @@ def load(model_name: str, tokenizer):
     return load_model(model_name, dtype="float32", device="cpu").train()
 
 
+@__import__("torch").no_grad()
+def heldout_nll(model, items) -> float:
+    """Mean NLL per target token of ``model`` on ``items`` (one sequence at a time, full logits): the same
+    yardstick for both trainers' final weights."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total, count = 0.0, 0
+    for e in items:
+        logits = model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0, :-1].float()
+        labels = torch.tensor(e.labels[1:])
+        total += F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum").item()
+        count += int((labels != -100).sum())
+    return total / max(count, 1)
+
+
 def run_tulu(args, items, tokenizer) -> dict:
     from tulu.train.common import TrainConfig
     from tulu.train.loop import Trainer
@@ -85,10 +103,13 @@ def run_tulu(args, items, tokenizer) -> dict:
     labels = sum(sum(1 for x in items[i].labels[1:] if x != -100) for i in used)
     flops = train_flops(model.config, [len(items[i].input_ids) for i in used], labels)
     losses = [r["nll_per_token"] for r in result.history]
+    trained = trainer.unwrapped_model()
+    trained.set_attn_implementation("sdpa")
+    held = heldout_nll(trained, args.heldout) if args.heldout else float("nan")
     del trainer, model
     gc.collect()
     return {"time": dt, "tokens": tokens, "flops": flops, "first": losses[0], "last": losses[-1],
-            "steps": len(losses)}
+            "steps": len(losses), "heldout": held}
 
 
 def _step_indices(trainer, step):
@@ -125,10 +146,12 @@ def run_trl(args, items, tokenizer) -> dict:
         logs = [h for h in trainer.state.log_history if "loss" in h]
         packed = trainer.train_dataset
         tokens = sum(len(x) for x in packed["input_ids"])
+    held = heldout_nll(trainer.model, args.heldout) if args.heldout else float("nan")
     del trainer, model
     gc.collect()
     return {"time": dt, "tokens": tokens, "first": logs[0]["loss"] if logs else float("nan"),
-            "last": logs[-1]["loss"] if logs else float("nan"), "steps": len(logs), "row_tokens": row_tokens}
+            "last": logs[-1]["loss"] if logs else float("nan"), "steps": len(logs), "row_tokens": row_tokens,
+            "heldout": held}
 
 
 def main() -> None:
@@ -145,6 +168,7 @@ def main() -> None:
                     help="ours: per-sequence SDPA inside packed rows (default) or transformers' masked SDPA")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--heldout", type=int, default=16, help="held-out examples to score both trained models on")
     ap.add_argument("--only", choices=["tulu", "trl"], default=None)
     ap.add_argument("--allocator", choices=["default", "jemalloc", "tcmalloc"], default="default")
     args = ap.parse_args()
@@ -157,6 +181,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer("embedded")
     items = build_data(args.examples, args.seed, args.max_len, tokenizer)
+    args.heldout = build_data(args.heldout, args.seed + 1, args.max_len, tokenizer) if args.heldout else []
     n_tok = sum(len(e.input_ids) for e in items)
     n_lab = sum(sum(1 for x in e.labels[1:] if x != -100) for e in items)
     print(f"model {args.model}, {len(items)} examples, {n_tok} tokens ({n_lab / n_tok:.0%} assistant labels), "
@@ -170,12 +195,13 @@ def main() -> None:
         gflops = r["flops"] / r["time"] / 1e9
         print(f"tulu: {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = {r['tokens'] / r['time']:.1f} "
               f"tokens/s; loss/token {r['first']:.3f} -> {r['last']:.3f}; {gflops:.1f} GFLOP/s = "
-              f"{gflops / peak:.0%} of the matmul peak", flush=True)
+              f"{gflops / peak:.0%} of the matmul peak; held-out NLL/token after training {r['heldout']:.3f}", flush=True)
     if args.only in (None, "trl"):
         res["trl"] = run_trl(args, items, tokenizer)
         r = res["trl"]
         print(f"TRL : {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = {r['tokens'] / r['time']:.1f} "
-              f"tokens/s (rows of {r['row_tokens']} tokens); loss/token {r['first']:.3f} -> {r['last']:.3f}",
+              f"tokens/s (rows of {r['row_tokens']} tokens); loss/token {r['first']:.3f} -> {r['last']:.3f}; "
+              f"held-out NLL/token after training {r['heldout']:.3f}",
               flush=True)
     if len(res) == 2:
         ours = res["tulu"]["tokens"] / res["tulu"]["time"]
