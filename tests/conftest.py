@@ -13,7 +13,9 @@ os.environ.setdefault("TULU_PROGRESS", "0")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# `make test` runs two pytest workers on two cores: one torch thread each. Two threads per worker
+# oversubscribe the cores and made small-model ops ~10x slower in measurement.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
