@@ -47,7 +47,9 @@ class SelfPairsConfig:
     samples_per_prompt: int = option(4, "Completions sampled per prompt; a best and a worst one form a pair.")
     temperature: float = option(1.0, "Sampling temperature.")
     max_new_tokens: int = option(128, "Longest completion.")
-    batch_size: int = option(16, "Prompts per generate() call.")
+    batch_size: int = option(16, "Prompts per generate() call (hf backend).")
+    backend: str = option("auto", "Generation backend (tulu.rollout): auto (fast on CPU for Llama-type models, "
+                                  "vLLM on GPU when installed), hf, fast, vllm.")
 
 
 @dataclass
@@ -141,7 +143,7 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     if not cfg.prompts:
         return []
     prompts = build_mixture(cfg.prompts, kind="rl", seed=seed).records
-    key = stable_hash(prompts, cfg.samples_per_prompt, cfg.temperature, cfg.max_new_tokens, seed,
+    key = stable_hash(prompts, cfg.samples_per_prompt, cfg.temperature, cfg.max_new_tokens, seed, cfg.backend,
                       getattr(model.config, "_name_or_path", ""), sum(p.numel() for p in model.parameters()))
     path = out_dir / f"self_pairs-{key}.jsonl"
     if path.is_file():
@@ -152,7 +154,8 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     from tulu.rollout.base import SamplingParams
     from tulu.verifiers.base import verify
 
-    backend = get_backend("hf", model, tokenizer, batch_size=cfg.batch_size)
+    kwargs = {"batch_size": cfg.batch_size} if cfg.backend == "hf" else {}
+    backend = get_backend(cfg.backend, model, tokenizer, **kwargs)
     params = SamplingParams(n=cfg.samples_per_prompt, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed, logprobs=False)
     outs = backend.generate([p["messages"] for p in prompts], params)
@@ -204,7 +207,8 @@ def run(cfg: DPOConfig) -> dict:
     if d.loss_type not in REFERENCE_FREE:
         ref_train, _, hit = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)", **ref_kw)
         if eval_pairs:
-            ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)", **ref_kw)
+            ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
+                                              sort_by_length=False, **ref_kw)
     before = evaluate_pairs(model, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
                             layout=d.layout, max_row_tokens=max_row)
     if before:

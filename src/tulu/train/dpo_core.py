@@ -133,13 +133,15 @@ def reference_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def compute_reference(model: nn.Module, pairs: Sequence[EncodedPair], pad_token_id: int, *, batch_pairs: int = 8,
                       layout: Layout = "packed", max_row_tokens: int | None = None, chunk_size: int = 512,
-                      desc: str = "reference log-probs") -> torch.Tensor:
+                      desc: str = "reference log-probs", sort_by_length: bool = True) -> torch.Tensor:
     """``[max index + 1, 2]`` float64 tensor of the reference's summed response log-probs (chosen, rejected).
 
-    Pairs run longest first in batches of ``batch_pairs`` (similar lengths together waste less padding)."""
+    Pairs run longest first in batches of ``batch_pairs`` (similar lengths together waste less padding);
+    ``sort_by_length=False`` keeps data order, so a later pass batched the same way (held-out evaluation)
+    reproduces the values bit for bit and an untrained policy shows exactly zero implicit reward."""
     n = max((p.index for p in pairs), default=-1) + 1
     ref = torch.full((n, 2), float("nan"), dtype=torch.float64)
-    order = sorted(pairs, key=lambda p: -p.num_tokens)
+    order = sorted(pairs, key=lambda p: -p.num_tokens) if sort_by_length else list(pairs)
     device = next(model.parameters()).device
     with reference_mode(model) as m:
         bar = progress(total=len(order), desc=desc, unit="pair")
