@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 Kind = Literal["sft", "preference", "rl"]
 ROLES = ("system", "user", "assistant")
@@ -48,7 +49,7 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
         return
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
     if suffix in (".jsonl", ".jsonl.gz", ".ndjson"):
-        yield from _read_jsonl(path)
+        yield from read_jsonl(path)
     elif suffix == ".json":
         yield from _read_json(path)
     elif suffix == ".parquet":
@@ -57,8 +58,11 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
         raise DataError(f"{path}: unknown data format {suffix!r} (expected .jsonl, .json, .parquet or a datasets folder)")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """``(file:line, object)`` for every non-blank line of a JSONL file (``.gz`` too); bad JSON raises DataError."""
     import gzip
+
+    path = Path(path)
 
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as fh:
@@ -120,7 +124,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, dict]]:
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several error types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several error types for corrupt files
         raise DataError(f"{path}: cannot read Parquet: {exc}") from None
     for i, rec in enumerate(table.to_pylist()):
         yield f"{path}[#{i}]", rec
@@ -131,7 +135,7 @@ def _read_hf_dataset(path: Path) -> Iterator[tuple[str, dict]]:
 
     try:
         ds = datasets.load_from_disk(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - datasets raises several types for a non-dataset folder
         raise DataError(f"{path}: not a datasets folder written by save_to_disk: {exc}") from None
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:

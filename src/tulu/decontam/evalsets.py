@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from tulu.data.formats import DataError
+from tulu.data.formats import DataError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +74,11 @@ def load_eval_file(name: str, path: str | Path) -> list[EvalInstance]:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            loc = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{loc}: expected a JSON object per line")
-            prompt = rec.get("prompt")
-            if not isinstance(prompt, str):
-                raise DataError(f"{loc}: prompt: {'missing' if prompt is None else 'expected a string'}")
-            answer = rec.get("answer", "")
-            out.append(EvalInstance(name, str(rec.get("id", len(out))), prompt,
-                                    answer if isinstance(answer, str) else json.dumps(answer)))
+    for loc, rec in read_jsonl(path):
+        prompt = rec.get("prompt")
+        if not isinstance(prompt, str):
+            raise DataError(f"{loc}: prompt: {'missing' if prompt is None else 'expected a string'}")
+        answer = rec.get("answer", "")
+        out.append(EvalInstance(name, str(rec.get("id", len(out))), prompt,
+                                answer if isinstance(answer, str) else json.dumps(answer)))
     return out

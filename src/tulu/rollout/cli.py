@@ -8,12 +8,13 @@ Each input line holds ``messages`` (chat), ``prompt`` (a string, no chat templat
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import logging
 import sys
 import time
 from pathlib import Path
 
+from tulu.data.formats import DataError, read_jsonl
 from tulu.rollout.base import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def read_prompts(path: str | Path, limit: int | None = None) -> list[tuple[dict, object]]:
     """(record, prompt) pairs; errors name the file, line and field."""
     out = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if limit is not None and len(out) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: invalid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise InputError(f"{where}: expected a JSON object")
+    try:  # islice keeps the read lazy: lines past --limit are never parsed
+        for where, rec in itertools.islice(read_jsonl(path), limit):
             if "messages" in rec:
                 msgs = rec["messages"]
                 if not isinstance(msgs, list) or not msgs or not all(
@@ -75,6 +65,8 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[tuple[dict,
                 out.append((rec, ids))
             else:
                 raise InputError(f"{where}: messages: missing (or give prompt / prompt_token_ids)")
+    except DataError as exc:
+        raise InputError(str(exc)) from None
     return out
 
 
