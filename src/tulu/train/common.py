@@ -92,3 +92,13 @@ class LoraConfig:
         help="Module names that get adapters (Llama-style names by default).")
     merge_on_save: bool = option(True, "Merge the adapters into the weights when writing the final model, so the "
                                        "output is a plain transformers folder; false writes the adapter folder.")
+
+
+def apply_lora(model, lora: LoraConfig):
+    """Wrap a causal LM with peft LoRA adapters as configured (SFT and DPO share this)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    pcfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, pcfg)

@@ -23,7 +23,7 @@ from tulu.config import option, to_dict
 from tulu.data.formats import DataError, validate
 from tulu.data.mixing import build_mixture, split_records
 from tulu.data.preferences import EncodedPair, encode_pairs, pairs_from_samples
-from tulu.train.common import LoraConfig, TrainConfig
+from tulu.train.common import LoraConfig, TrainConfig, apply_lora
 from tulu.train.dpo_core import LossSettings, cached_reference, collate_pairs, evaluate_pairs, policy_logps
 from tulu.train.logprobs import Layout
 from tulu.train.loop import Task, Trainer
@@ -174,13 +174,6 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     return pairs
 
 
-def _apply_lora(model, cfg: LoraConfig):
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
-
-    return get_peft_model(model, PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                                target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
-
-
 def run(cfg: DPOConfig) -> dict:
     from tulu.models import load_model_and_tokenizer
 
@@ -197,7 +190,7 @@ def run(cfg: DPOConfig) -> dict:
     if not train_pairs:
         raise DataError("data: every training pair was dropped by truncation; raise data.max_length")
     if cfg.lora.enabled:
-        model = _apply_lora(model, cfg.lora)
+        model = apply_lora(model, cfg.lora)
     d = cfg.dpo
     s = LossSettings(d.loss_type, d.beta, d.gamma, d.label_smoothing, d.wpo_aligned, d.chunk_size)
     max_row = d.max_row_tokens or None

@@ -39,7 +39,7 @@ from torch import nn
 from tulu.config import option, to_dict
 from tulu.data.packing import PackedRow, collate_packed
 from tulu.data.templates import IGNORE_INDEX, Encoded
-from tulu.train.common import LoraConfig, TrainConfig
+from tulu.train.common import LoraConfig, TrainConfig, apply_lora
 from tulu.train.loop import Task, Trainer, TrainResult, build_accelerator
 from tulu.utils import atomic_write_json, seed_everything
 
@@ -165,15 +165,6 @@ def prepare_data(cfg: SFTConfig, tokenizer) -> tuple[list[Encoded], dict[str, in
         encoded = tokenize_records(mixture.records, tokenizer, cfg.data.template, cfg.data.max_seq_length,
                                    cache_dir=cache, desc="tokenize")
     return encoded, mixture.counts
-
-
-def apply_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-
-    pcfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, pcfg)
 
 
 def model_card(cfg: SFTConfig, counts: dict[str, int], result: TrainResult, num_examples: int,
