@@ -20,14 +20,7 @@ from tulu.train.sft import SFTTask, num_targets, sft_nll_sum
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny-model ops are microseconds; with 2 OpenMP threads on a busy 2-core box each op can wait a whole
-    scheduler slice for its second thread (measured 10x slower). One thread is as fast here and robust."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# One torch thread per test process: set for the whole suite in tests/conftest.py.
 
 @pytest.fixture()
 def examples(tokenizer):

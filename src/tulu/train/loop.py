@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from tulu.train.common import TrainConfig
-from tulu.train.plan import (Plan, deal, epoch_order, lr_factor, make_plan, step_items,  # noqa: F401 (re-exported)
+from tulu.train.plan import (Plan, accumulation_steps, deal, epoch_order, lr_factor, make_plan, step_items,  # noqa: F401 (re-exported)
                              warmup_steps_for)
 from tulu.utils import atomic_write_json, atomic_write_text, progress, seed_everything, stable_hash
 
@@ -229,12 +229,7 @@ def build_accelerator(cfg: TrainConfig):
     # (WORLD_SIZE > 1) into multi-process CPU training over gloo.
     cpu = not torch.cuda.is_available()
     nproc = PartialState(cpu=cpu).num_processes
-    per_step = cfg.per_device_batch_size * nproc
-    if cfg.effective_batch_size % per_step:
-        raise ValueError(
-            f"train.effective_batch_size ({cfg.effective_batch_size}) must be a multiple of "
-            f"train.per_device_batch_size ({cfg.per_device_batch_size}) x processes ({nproc})")
-    accumulation = cfg.effective_batch_size // per_step
+    accumulation = accumulation_steps(cfg, nproc)
     acc = Accelerator(
         cpu=cpu,
         mixed_precision=cfg.mixed_precision,

@@ -49,13 +49,18 @@ class Plan:
         return self.num_processes * self.accumulation
 
 
-def make_plan(num_items: int, cfg: TrainConfig, num_processes: int) -> Plan:
+def accumulation_steps(cfg: TrainConfig, num_processes: int) -> int:
+    """Micro-batches per process per optimizer step: effective batch / (per-device batch x processes)."""
     per_step = cfg.per_device_batch_size * num_processes
     if cfg.effective_batch_size % per_step:
         raise ValueError(
             f"train.effective_batch_size ({cfg.effective_batch_size}) must be a multiple of "
             f"train.per_device_batch_size ({cfg.per_device_batch_size}) x processes ({num_processes})")
-    accumulation = cfg.effective_batch_size // per_step
+    return cfg.effective_batch_size // per_step
+
+
+def make_plan(num_items: int, cfg: TrainConfig, num_processes: int) -> Plan:
+    accumulation = accumulation_steps(cfg, num_processes)
     slots = num_processes * accumulation
     full, rest = divmod(num_items, cfg.effective_batch_size)
     steps_per_epoch = full + (1 if rest >= slots else 0)
