@@ -404,6 +404,11 @@ class Trainer:
                 if bar is not None:
                     bar.set_postfix(loss=f"{record['loss']:.4g}", tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
                     bar.update(1)
+                    if bar.disable and (step + 1) % max(1, plan.total_steps // 10) == 0:
+                        # No bar (CI, or output to a file): a progress line every ~10% instead.
+                        eta = (plan.total_steps - step - 1) * (time.perf_counter() - t_run) / max(1, step + 1 - start)
+                        log.info("%s: step %d/%d, loss %.4g, %.0f tokens/s, ETA %.0fs", self.desc, step + 1,
+                                 plan.total_steps, record["loss"], record["tokens_per_s"], eta)
                 done = step + 1
                 if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < plan.total_steps:
                     self.save_checkpoint(done, record)
