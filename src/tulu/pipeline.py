@@ -150,8 +150,12 @@ class Pipeline:
                       data=replace(cfg.data, mixture={self._train_file("sft"): 1.0}))
         sft.run(cfg)
         res = json.loads((self.root / "sft" / "train_results.json").read_text())
+        metrics = [json.loads(x) for x in (self.root / "sft" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        per_token = [m["nll_per_token"] for m in metrics if "nll_per_token" in m]
         return {"first_loss": res.get("first_loss"), "final_loss": res["final"].get("loss"), "steps": res["global_step"],
-                "examples": res["num_examples"]}
+                "examples": res["num_examples"], "loss_reduction": cfg.loss_reduction,
+                "first_nll_per_token": per_token[0] if per_token else None,
+                "final_nll_per_token": per_token[-1] if per_token else None}
 
     def dpo(self) -> dict:
         from tulu.train import dpo
@@ -239,10 +243,11 @@ class Pipeline:
         if "decontam" in s:
             for line in s["decontam"].get("summary", []):
                 print(f"decontam  {line}")
-        if "sft" in s and s["sft"].get("final_loss") is not None:
-            first = s["sft"].get("first_loss")
-            print(f"sft       loss {first:.3f} -> {s['sft']['final_loss']:.3f} over {s['sft']['steps']} steps"
-                  if first is not None else f"sft       final loss {s['sft']['final_loss']:.3f}")
+        if "sft" in s and s["sft"].get("final_nll_per_token") is not None:
+            print(f"sft       NLL per target token {s['sft']['first_nll_per_token']:.3f} (first step) -> "
+                  f"{s['sft']['final_nll_per_token']:.3f} (last step) over {s['sft']['steps']} steps")
+        elif "sft" in s and s["sft"].get("final_loss") is not None:
+            print(f"sft       final loss {s['sft']['final_loss']:.3f}")
         if "dpo" in s and s["dpo"].get("accuracy_after") is not None:
             print(f"dpo       held-out implicit-reward accuracy {s['dpo']['accuracy_before']:.3f} -> "
                   f"{s['dpo']['accuracy_after']:.3f} ({s['dpo']['eval_pairs']} pairs)")
