@@ -29,6 +29,10 @@ def _handler(state: _State):
             pass
 
         def _send(self, code: int, obj: dict, headers: dict | None = None):
+            # The request stops counting as in flight *before* the client can read the answer: counting it
+            # until after the write let a loaded machine see the client's next request overlap this one's
+            # tail and over-count concurrency (5 > 3 seen under load).
+            self._leave()
             data = json.dumps(obj).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -48,6 +52,7 @@ def _handler(state: _State):
                 state.bodies.append(body)
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            self._left = False  # one handler may serve several requests on a kept-alive connection
             try:
                 if "fail-twice" in key and attempt <= 2:
                     return self._send(503, {"error": "overloaded"})
@@ -71,6 +76,11 @@ def _handler(state: _State):
                                         "logprobs": {"token_logprobs": lp}})
                 self._send(200, {"choices": list(reversed(choices))})
             finally:
+                self._leave()
+
+        def _leave(self):
+            if not getattr(self, "_left", False):
+                self._left = True
                 with state.lock:
                     state.in_flight -= 1
 
