@@ -28,6 +28,17 @@ class VerifyResult:
             raise ValueError(f"score must be in [0, 1], got {self.score}")
 
 
+def copies_prompt(response: str, prompt: str) -> bool:
+    """Reward-hack guard: the response (whitespace-squashed, over 20 characters) is a span of the prompt."""
+    import re
+
+    def squash(t: str) -> str:
+        return re.sub(r"\s+", " ", t).strip()
+
+    r = squash(response)
+    return len(r) > 20 and r in squash(prompt)
+
+
 class Verifier(Protocol):
     def __call__(self, response: str, ground_truth: Any, **kwargs: Any) -> VerifyResult: ...
 

@@ -21,7 +21,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from tulu.verifiers.base import VerifyResult, register
+from tulu.verifiers.base import VerifyResult, copies_prompt, register
 
 NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?<![\w.\d])-?\.\d+")
 _MARKER_RE = re.compile(
@@ -98,16 +98,10 @@ def extract_answer(response: str) -> tuple[Fraction | None, str]:
     return to_number(nums[-1]), "last number"
 
 
-def _copies_prompt(response: str, prompt: str) -> bool:
-    squash = lambda t: re.sub(r"\s+", " ", t).strip()  # noqa: E731
-    r = squash(response)
-    return len(r) > 20 and r in squash(prompt)
-
-
 @register("gsm8k")
 def verify_gsm8k(response: str, ground_truth: Any, prompt: str | None = None, **_: Any) -> VerifyResult:
     gold = gold_number(ground_truth)
-    if prompt and _copies_prompt(response, prompt):
+    if prompt and copies_prompt(response, prompt):
         return VerifyResult(0.0, "response copies the prompt")
     value, how = extract_answer(response)
     if value is None:

@@ -24,7 +24,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from tulu.verifiers.base import VerifyResult, register
+from tulu.verifiers.base import VerifyResult, copies_prompt, register
 from tulu.verifiers.math_normalize import (
     THOUSANDS_RE,
     all_boxed,
@@ -135,12 +135,6 @@ def _prompt_spans(prompt: str) -> set[str]:
     return {hendrycks_normalize(s) for s in spans if s.strip()}
 
 
-def _copies_prompt(response: str, prompt: str) -> bool:
-    squash = lambda t: re.sub(r"\s+", " ", t).strip()  # noqa: E731
-    r = squash(response)
-    return len(r) > 20 and r in squash(prompt)
-
-
 def gold_answer(ground_truth: Any) -> list[str]:
     """Gold answers from a string (an answer, or a solution with a ``\\boxed{}``) or a list of them."""
     golds = ground_truth if isinstance(ground_truth, (list, tuple)) else [ground_truth]
@@ -194,7 +188,7 @@ def score_candidates(cands: list[str], golds: list[str], prompt: str | None, sou
 def verify_math(response: str, ground_truth: Any, prompt: str | None = None, **_: Any) -> VerifyResult:
     """Tulu 3 "flex" MATH verifier (see module docstring)."""
     golds = gold_answer(ground_truth)
-    if prompt and _copies_prompt(response, prompt):
+    if prompt and copies_prompt(response, prompt):
         return VerifyResult(0.0, "response copies the prompt")
     cands, source = flex_candidates(response)
     return score_candidates(cands, golds, prompt, source)
@@ -204,7 +198,7 @@ def verify_math(response: str, ground_truth: Any, prompt: str | None = None, **_
 def verify_math_strict(response: str, ground_truth: Any, prompt: str | None = None, **_: Any) -> VerifyResult:
     """Only the Minerva phrase "Final Answer: The final answer is X. I hope it is correct." counts."""
     golds = gold_answer(ground_truth)
-    if prompt and _copies_prompt(response, prompt):
+    if prompt and copies_prompt(response, prompt):
         return VerifyResult(0.0, "response copies the prompt")
     cands = [strip_dollars(c) for c in minerva_answers(response)]
     return score_candidates(cands, golds, prompt, "minerva")
