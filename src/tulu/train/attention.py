@@ -7,7 +7,8 @@ square (the CPU kernels do not skip fully masked blocks). With 8 sequences of ~8
 
 ``packed_sdpa`` reads the sequence starts from ``position_ids`` (which restart at 0 per sequence) and runs
 causal SDPA on each sequence's slice, so sequences are kept apart by construction (independent of the
-``use_cache`` trap in DESIGN.md §7). Anything else (a batch of several rows, a KV cache, generation) falls
+``use_cache`` trap in DESIGN.md §7). On CPU the key/value heads are shared through SDPA's ``enable_gqa``
+instead of being copied per query head. Anything else (a batch of several rows, a KV cache, generation) falls
 back to transformers' own SDPA function with the mask it built. Register it once with :func:`register`,
 then select it with ``model.set_attn_implementation(PACKED_SDPA)``.
 """
@@ -39,13 +40,17 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     if pos is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    lens = [e - s for s, e in segments(pos)]
     p = dropout if module.training else 0.0
-    outs = [F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=p,
-                                           is_causal=True, scale=scaling)
-            for s, e in segments(pos)]
+    gqa = query.shape[1] != key.shape[1]
+    if gqa and query.device.type != "cpu":  # CUDA's fused kernels take no enable_gqa in every version
+        groups = query.shape[1] // key.shape[1]
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+        gqa = False
+    # split, not a slice per sequence: its backward is one cat, where every slice's backward zero-fills a
+    # gradient buffer of the whole row
+    outs = [F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scaling, enable_gqa=gqa)
+            for q, k, v in zip(query.split(lens, 2), key.split(lens, 2), value.split(lens, 2))]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     return out.transpose(1, 2).contiguous(), None
 

@@ -158,7 +158,7 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     backend = get_backend(cfg.backend, model, tokenizer, **kwargs)
     params = SamplingParams(n=cfg.samples_per_prompt, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed, logprobs=False)
-    outs = backend.generate([p["messages"] for p in prompts], params)
+    outs = backend.generate([p["messages"] for p in prompts], params, progress=True)
     samples = [[c.text for c in o.completions] for o in sorted(outs, key=lambda o: o.prompt_index)]
     pairs = pairs_from_samples(prompts, samples, lambda v, t, gt: float(verify(v, t, gt).score), seed)
     valid = []
