@@ -265,9 +265,10 @@ class Trainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model, "config"):
                 model.config.use_cache = False
-        if cfg.cpu_embedding_grad and self.accelerator.device.type == "cpu":
-            from tulu.train.kernels import install_embedding_grad
+        if cfg.cpu_fast_paths and self.accelerator.device.type == "cpu":
+            from tulu.train.cpu import install_embedding_grad, tune_malloc
 
+            tune_malloc()
             install_embedding_grad(model)
         self.step_module = _StepModule(model, task)
         optimizer = make_optimizer(model, cfg)

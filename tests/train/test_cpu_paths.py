@@ -1,9 +1,12 @@
-"""tulu.train.kernels: the CPU embedding gradient equals nn.Embedding's, bit for bit."""
+"""tulu.train.cpu: the CPU embedding gradient equals nn.Embedding's bit for bit; the malloc tuning applies."""
 
+import platform
+
+import pytest
 import torch
 from torch import nn
 
-from tulu.train.kernels import EmbeddingGrad, install_embedding_grad
+from tulu.train.cpu import EmbeddingGrad, install_embedding_grad, tune_malloc
 
 
 def _grad(emb: nn.Embedding, ids: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
@@ -57,3 +60,14 @@ def test_tied_model_gradients_unchanged(tiny, tokenizer):
     ours = grads()
     for k in ref:
         assert torch.allclose(ours[k], ref[k], rtol=1e-6, atol=1e-7), k
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_tune_malloc_applies_once_and_large_tensors_still_work():
+    assert tune_malloc() is True
+    assert tune_malloc() is True  # idempotent
+    a = torch.ones(64 * 2**20 // 4)  # 64 MB: above glibc's mmap threshold, now served from the heap
+    b = a * 2
+    del a
+    c = torch.zeros(64 * 2**20 // 4)  # reuses the freed block; must still read as zeros
+    assert float(b.sum()) == 2 * b.numel() and float(c.abs().sum()) == 0.0
