@@ -28,3 +28,27 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
 
 def test_stable_hash_is_order_insensitive_for_dict_keys():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1}) != stable_hash({"a": 2, "b": 1})
+
+
+def test_hidden_progress_logs_every_tenth_with_rate_and_eta(monkeypatch, caplog):
+    import logging
+
+    from tulu.utils import progress
+
+    monkeypatch.setenv("TULU_PROGRESS", "0")
+    with caplog.at_level(logging.INFO, logger="tulu.progress"):
+        bar = progress(total=50, desc="gsm8k", unit="item")
+        for _ in range(25):
+            bar.update(2)
+        bar.close()
+        items = list(progress(range(7), desc="records", unit="rec"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "tulu.progress"]
+    assert items == list(range(7))
+    gsm = [m for m in lines if m.startswith("gsm8k:")]
+    assert len(gsm) == 10 and gsm[-1].startswith("gsm8k: 50/50 item (100%)") and "ETA" in gsm[0]
+    assert [m for m in lines if m.startswith("records:")][-1].startswith("records: 7/7 rec (100%)")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tulu.progress"):
+        quiet = progress(total=10, desc="train", log_hidden=False)
+        quiet.update(10)
+    assert not [r for r in caplog.records if r.name == "tulu.progress"] and quiet.disable

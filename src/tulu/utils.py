@@ -66,8 +66,64 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", **kwargs):
-    """A tqdm bar (rate + ETA) that goes quiet when output is not a TTY or CI is set."""
+class _LoggedProgress:
+    """Stands in for a hidden tqdm bar (output to a file, CI): one log line per ~10% of ``total`` with the
+    rate and ETA, so long runs still show where they are. Supports what this package uses of tqdm."""
+
+    disable = True
+
+    def __init__(self, iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it",
+                 initial: int = 0, **_):
+        import logging
+        import time
+
+        self.iterable, self.desc, self.unit = iterable, desc or "progress", unit
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.n = self._start = initial
+        self._t0 = time.perf_counter()
+        self._clock = time.perf_counter
+        self._next = self._milestone(initial)
+        self._log = logging.getLogger("tulu.progress")
+
+    def _milestone(self, n: int) -> int:
+        step = max(1, (self.total or 0) // 10)
+        return (n // step + 1) * step
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.total and self.n >= self._next:
+            self._next = self._milestone(self.n)
+            secs = self._clock() - self._t0
+            rate = (self.n - self._start) / secs if secs > 0 else 0.0
+            eta = (self.total - self.n) / rate if rate > 0 else float("nan")
+            self._log.info("%s: %d/%d %s (%.0f%%), %.3g %s/s, ETA %.0fs", self.desc, self.n, self.total, self.unit,
+                           100 * self.n / self.total, rate, self.unit, eta)
+
+    def __iter__(self):
+        for x in self.iterable:
+            yield x
+            self.update(1)
+
+    def set_postfix(self, *_, **__) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", log_hidden: bool = True,
+             **kwargs):
+    """A tqdm bar (rate + ETA) on a terminal. Off a TTY or under CI the bar is hidden and, unless
+    ``log_hidden`` is false, a log line every ~10% of a known total takes its place."""
+    if not progress_enabled():
+        if log_hidden and (total is not None or hasattr(iterable, "__len__")):
+            return _LoggedProgress(iterable, total=total, desc=desc, unit=unit, **kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(),

@@ -359,7 +359,8 @@ class Trainer:
                      cfg.per_device_batch_size)
         history: list[dict] = []
         last: dict[str, float] = {}
-        bar = progress(total=plan.total_steps, initial=start, desc=self.desc, unit="step") if self.is_main else None
+        bar = (progress(total=plan.total_steps, initial=start, desc=self.desc, unit="step", log_hidden=False)
+               if self.is_main else None)  # hidden: the loop logs its own lines, with the loss
         t_run = time.perf_counter()
         tokens_run = 0
         params = [p for p in self.wrapped.parameters() if p.requires_grad]
