@@ -121,9 +121,8 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: s
              **kwargs):
     """A tqdm bar (rate + ETA) on a terminal. Off a TTY or under CI the bar is hidden and, unless
     ``log_hidden`` is false, a log line every ~10% of a known total takes its place."""
-    if not progress_enabled():
-        if log_hidden and (total is not None or hasattr(iterable, "__len__")):
-            return _LoggedProgress(iterable, total=total, desc=desc, unit=unit, **kwargs)
+    if not progress_enabled() and log_hidden and (total is not None or hasattr(iterable, "__len__")):
+        return _LoggedProgress(iterable, total=total, desc=desc, unit=unit, **kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(),
