@@ -103,7 +103,7 @@ def test_cli_dpo_run_on_tiny_model(tmp_path, tokenizer, capsys):
     recipe.write_text(f"""
 model: {tmp_path / 'tiny'}
 output_dir: {tmp_path / 'run'}
-data: {{mixture: {{"synthetic:constraints": 30}}, eval_fraction: 0.2, max_length: 256}}
+data: {{mixture: {{"synthetic:constraints": 20, "synthetic:math": 10}}, eval_fraction: 0.2, max_length: 256}}
 dpo: {{loss_type: dpo, beta: 0.5, max_row_tokens: 512}}
 train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 4, num_epochs: 2,
         gradient_checkpointing: false, warmup_ratio: 0.0, seed: 1}}
@@ -118,6 +118,11 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
     # Before training policy == reference: every implicit reward is 0. After: the held-out margin is positive.
     assert summary["heldout_before"]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
     assert summary["heldout_after"]["rewards/margins"] > 0
-    assert "implicit-reward accuracy" in capsys.readouterr().out
+    # two sources in the mixture: held-out metrics per source as well, and the counts add up
+    by_source = summary["heldout_by_source"]
+    assert set(by_source) == {"synthetic:constraints", "synthetic:math"}
+    assert sum(v["pairs"] for v in by_source.values()) == summary["eval_pairs"]
+    out = capsys.readouterr().out
+    assert "implicit-reward accuracy" in out and "  synthetic:math: " in out
     # A second run reuses the reference cache (same data, same starting weights).
     assert len(list((tmp_path / "run" / "cache").glob("dpo-ref-*.pt"))) == 2

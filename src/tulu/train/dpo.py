@@ -202,18 +202,30 @@ def run(cfg: DPOConfig) -> dict:
         if eval_pairs:
             ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
                                               sort_by_length=False, **ref_kw)
-    before = evaluate_pairs(model, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
-                            layout=d.layout, max_row_tokens=max_row)
+    def heldout(m) -> tuple[dict, dict[str, dict]]:
+        """Held-out metrics over all pairs and, when the pairs come from several sources, per source."""
+        kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row)
+        every = evaluate_pairs(m, eval_pairs, ref_eval, tok.pad_token_id, s, **kw)
+        groups: dict[str, list] = {}
+        for pair in eval_pairs:
+            groups.setdefault(str(eval_recs[pair.index].get("source", "?")), []).append(pair)
+        if len(groups) < 2:
+            return every, {}
+        return every, {src: evaluate_pairs(m, ps, ref_eval, tok.pad_token_id, s, **kw) for src, ps in sorted(groups.items())}
+
+    before, before_src = heldout(model)
     if before:
         log.info("held-out before training: %s", _fmt(before))
     task = DPOTask(tok.pad_token_id, ref_train, s, d.layout, max_row)
     trainer = Trainer(cfg.train, model, task, train_pairs, out, run_config=to_dict(cfg), desc=f"dpo ({d.loss_type})")
     result = trainer.train()
     trained = trainer.unwrapped_model()
-    after = evaluate_pairs(trained, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
-                           layout=d.layout, max_row_tokens=max_row)
+    after, after_src = heldout(trained)
+    by_source = {src: {"pairs": int(after_src[src]["pairs"]), "before": before_src.get(src, {}),
+                       "after": after_src[src]} for src in after_src}
     summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
-               "heldout_after": after, "final_train_metrics": result.final_metrics, "steps": result.global_step}
+               "heldout_after": after, "heldout_by_source": by_source, "final_train_metrics": result.final_metrics,
+               "steps": result.global_step}
     if trainer.is_main:
         atomic_write_json(out / "dpo_summary.json", summary)
     card = (f"# DPO ({d.loss_type}, beta {d.beta}) from {cfg.model}\n\nTrained by `tulu dpo` on {len(train_pairs)} "
@@ -223,6 +235,9 @@ def run(cfg: DPOConfig) -> dict:
     if after:
         print(f"held-out pairs: {len(eval_pairs)}  implicit-reward accuracy {before['rewards/accuracies']:.3f} -> "
               f"{after['rewards/accuracies']:.3f}  margin {before['rewards/margins']:.4f} -> {after['rewards/margins']:.4f}")
+        for src, entry in by_source.items():
+            print(f"  {src}: {entry['pairs']} pairs, accuracy {entry['before'].get('rewards/accuracies', 0.0):.3f} -> "
+                  f"{entry['after']['rewards/accuracies']:.3f}")
     print(f"model written to {out / 'model'}")
     return summary
 
