@@ -124,3 +124,18 @@ def test_tiny_model_through_hf_generate(tmp_path, tiny_backend):
         t = res["tasks"][name]
         assert t["n"] == 2 and not t["skipped"]
         assert 0 <= t["metrics"][t["headline"]]["value"] <= 100
+
+
+def test_limit_takes_subjects_round_robin_and_extends():
+    from tulu.data.benchmarks import BenchmarkItem
+    from tulu.eval.runner import limit_items
+
+    items = [BenchmarkItem(id=f"{s}{i}", prompt="p", answer="a", meta={"subject": s})
+             for s, n in (("alg", 5), ("geo", 2), ("num", 3)) for i in range(n)]
+    assert [it.id for it in limit_items(items, 6)] == ["alg0", "geo0", "num0", "alg1", "geo1", "num1"]
+    assert [it.id for it in limit_items(items, 8)] == ["alg0", "geo0", "num0", "alg1", "geo1", "num1", "alg2", "num2"]
+    assert limit_items(items, 100) == items
+    hub = [BenchmarkItem(id=f"{s}/{i}", prompt="p", answer="a", meta={"subset": s}) for s in "xy" for i in range(3)]
+    assert [it.id for it in limit_items(hub, 3)] == ["x/0", "y/0", "x/1"]
+    plain = [BenchmarkItem(id=str(i), prompt="p", answer="a") for i in range(5)]
+    assert limit_items(plain, 2) == plain[:2]

@@ -85,6 +85,31 @@ def generate_cached(task: Task, items: list[BenchmarkItem], backend: GenerationB
     return [cache.entries[it.id]["responses"] for it in items]
 
 
+def limit_items(items: list[BenchmarkItem], limit: int) -> list[BenchmarkItem]:
+    """The first ``limit`` items, taken round-robin over subjects when the task has several (MATH's 7
+    subjects, MMLU's 57, BBH's subsets): a limited run of a macro-averaged task then covers every subject
+    instead of the first one only (both MATH and MMLU ship sorted by subject). Order within a subject is
+    kept, so the selection is deterministic and a larger limit extends a smaller one per subject."""
+    groups: dict[str, list[BenchmarkItem]] = {}
+    for it in items:
+        groups.setdefault(str(it.meta.get("subject") or it.meta.get("subset") or ""), []).append(it)
+    if len(groups) < 2 or limit >= len(items):
+        return items[:limit]
+    picked: list[BenchmarkItem] = []
+    queues = [iter(g) for g in groups.values()]
+    while len(picked) < limit and queues:
+        alive = []
+        for q in queues:
+            it = next(q, None)
+            if it is not None:
+                picked.append(it)
+                alive.append(q)
+                if len(picked) == limit:
+                    break
+        queues = alive
+    return picked
+
+
 def _last_user(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
@@ -107,7 +132,7 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
         entry["skipped"] = reason
         return entry
     if limit is not None:
-        items = items[:limit]
+        items = limit_items(items, limit)
     t0 = time.time()
     key = stable_hash(model_key, task.settings())
     cache = GenerationCache.open(cache_dir / f"{task.name}-{key}.jsonl")
