@@ -20,6 +20,7 @@ Every math-verify call runs with its own timeouts off; the caller's ``time_limit
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from typing import Any
@@ -42,6 +43,11 @@ MAX_SYMBOLIC_LEN = 400  # longer strings are compared as strings only (sympy on 
 _LIST_PROMPT_RE = re.compile(r"separated by commas|separate(d)? (them|your answers) (with|by) commas|"
                              r"enter all|all (the )?(possible )?(solutions|roots|values)", re.I)
 _IMAG_RE = re.compile(r"(?<![a-zA-Z\\])i(?![a-zA-Z])")
+
+
+# math-verify warns once per process that its own timeouts are off: deliberate here (see the docstring)
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 @lru_cache(maxsize=8192)
