@@ -122,6 +122,8 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
     by_source = summary["heldout_by_source"]
     assert set(by_source) == {"synthetic:constraints", "synthetic:math"}
     assert sum(v["pairs"] for v in by_source.values()) == summary["eval_pairs"]
+    # from the same passes as the total: before training every reward is exactly 0, so no source has a win
+    assert all(v["before"]["rewards/accuracies"] == 0.0 for v in by_source.values())
     out = capsys.readouterr().out
     assert "implicit-reward accuracy" in out and "  synthetic:math: " in out
     # A second run reuses the reference cache (same data, same starting weights).

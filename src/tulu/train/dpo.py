@@ -202,16 +202,15 @@ def run(cfg: DPOConfig) -> dict:
         if eval_pairs:
             ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
                                               sort_by_length=False, **ref_kw)
+    sources: dict[str, list[int]] = {}
+    for pos, pair in enumerate(eval_pairs):
+        sources.setdefault(str(eval_recs[pair.index].get("source", "?")), []).append(pos)
+
     def heldout(m) -> tuple[dict, dict[str, dict]]:
         """Held-out metrics over all pairs and, when the pairs come from several sources, per source."""
-        kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row)
-        every = evaluate_pairs(m, eval_pairs, ref_eval, tok.pad_token_id, s, **kw)
-        groups: dict[str, list] = {}
-        for pair in eval_pairs:
-            groups.setdefault(str(eval_recs[pair.index].get("source", "?")), []).append(pair)
-        if len(groups) < 2:
-            return every, {}
-        return every, {src: evaluate_pairs(m, ps, ref_eval, tok.pad_token_id, s, **kw) for src, ps in sorted(groups.items())}
+        every, per = evaluate_pairs(m, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
+                                    layout=d.layout, max_row_tokens=max_row, groups=dict(sorted(sources.items())))
+        return every, per if len(per) > 1 else {}
 
     before, before_src = heldout(model)
     if before:

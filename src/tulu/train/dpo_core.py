@@ -180,8 +180,11 @@ def cached_reference(model: nn.Module, pairs: Sequence[EncodedPair], pad_token_i
 @torch.no_grad()
 def evaluate_pairs(model: nn.Module, pairs: Sequence[EncodedPair], reference: torch.Tensor | None, pad_token_id: int,
                    s: LossSettings, *, batch_pairs: int = 8, layout: Layout = "packed",
-                   max_row_tokens: int | None = None) -> dict[str, float]:
-    """Held-out loss and implicit-reward metrics of the current policy (eval mode, no grad)."""
+                   max_row_tokens: int | None = None, groups: dict[str, list[int]] | None = None):
+    """Held-out loss and implicit-reward metrics of the current policy (eval mode, no grad). With ``groups``
+    (name -> positions in ``pairs``) it returns ``(metrics, {name: metrics})``: the per-group figures come
+    from the same forward passes, so they are consistent with the total (a separate pass over a subset packs
+    rows differently, and at policy == reference the float noise of that would count as wins)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -197,9 +200,17 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[EncodedPair], reference: to
             rejected.append(out.rejected_rewards.cpu())
     finally:
         model.train(was_training)
+    def summary(idx: torch.Tensor | None) -> dict[str, float]:
+        c, r, lo = torch.cat(chosen), torch.cat(rejected), torch.cat(losses)
+        if idx is not None:
+            c, r, lo = c[idx], r[idx], lo[idx]
+        m = reward_metrics(c, r)
+        m["loss"] = lo.mean().item()
+        m["pairs"] = float(len(c))
+        return m
+
+    if groups is None:
+        return summary(None) if losses else {}
     if not losses:
-        return {}
-    m = reward_metrics(torch.cat(chosen), torch.cat(rejected))
-    m["loss"] = torch.cat(losses).mean().item()
-    m["pairs"] = float(len(pairs))
-    return m
+        return {}, {}
+    return summary(None), {g: summary(torch.tensor(ix, dtype=torch.long)) for g, ix in groups.items() if ix}
