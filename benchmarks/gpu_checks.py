@@ -119,10 +119,13 @@ def bench_sft_hf(model, items, per_device: int, steps: int) -> float:
 
 def section_sft(config_dir: str, results: dict, steps: int) -> None:
     """Our loop with each attention path for packed rows, against the HF-standard step on the same tokens."""
+    from tulu.train import attention
     from tulu.train.attention import register
 
     shapes = (("smollm2-135m", 16, 1024), ("1b", 8, 1024)) if not SMOKE else (("smollm2-135m", 2, 32),)
-    variants = [("packed_sdpa", "sdpa"), ("sdpa_mask", "sdpa")] + ([("flex", "flex_attention")] if DEVICE == "cuda" else [])
+    variants = [("packed_sdpa", "sdpa"), ("sdpa_mask", "sdpa")]
+    if DEVICE == "cuda":  # the per-sequence SDPA fallback (what packed_sdpa did on CUDA before varlen), and flex
+        variants += [("per_seq_sdpa", "sdpa"), ("flex", "flex_attention")]
     for which, per_device, seq in shapes:
         items = random_items(49152, per_device * (steps + 1), seq)
         model = build_model(config_dir, which)
@@ -136,9 +139,15 @@ def section_sft(config_dir: str, results: dict, steps: int) -> None:
                 torch.cuda.empty_cache()
             try:
                 model = build_model(config_dir, which, attn=attn)
-                if name == "packed_sdpa":  # what `tulu sft` uses by default (model.attn_implementation)
+                if name in ("packed_sdpa", "per_seq_sdpa"):  # packed_sdpa: `tulu sft`'s default attention
                     model.set_attn_implementation(register())
-                rate = bench_sft_ours(model, items, per_device, steps)
+                saved = attention._VARLEN
+                if name == "per_seq_sdpa":
+                    attention._VARLEN = None
+                try:
+                    rate = bench_sft_ours(model, items, per_device, steps)
+                finally:
+                    attention._VARLEN = saved
                 del model
             except Exception as exc:  # noqa: BLE001 - report, keep the other figures
                 print(f"{name} failed: {type(exc).__name__}: {exc}", flush=True)

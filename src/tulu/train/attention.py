@@ -5,21 +5,33 @@ but SDPA with the block-diagonal mask that transformers builds for packed rows c
 square (the CPU kernels do not skip fully masked blocks). With 8 sequences of ~85 tokens per row that is
 8x the necessary attention work, ~15-20% of a 135M model's step on CPU.
 
-``packed_sdpa`` reads the sequence starts from ``position_ids`` (which restart at 0 per sequence) and runs
-causal SDPA on each sequence's slice, so sequences are kept apart by construction (independent of the
-``use_cache`` trap in DESIGN.md §7). On CPU the key/value heads are shared through SDPA's ``enable_gqa``
-instead of being copied per query head. Anything else (a batch of several rows, a KV cache, generation) falls
+``packed_sdpa`` reads the sequence starts from ``position_ids`` (which restart at 0 per sequence) and keeps
+sequences apart by construction (independent of the ``use_cache`` trap in DESIGN.md §7):
+
+* on CUDA in bf16/fp16, with PyTorch's ``torch.nn.attention.varlen.varlen_attn`` (flash attention over the
+  whole row with cumulative sequence lengths, one kernel per layer: no mask, no per-sequence launches, no
+  ``flash-attn`` package needed);
+* otherwise (CPU, fp32, an older PyTorch) with causal SDPA on each sequence's slice. On CPU the key/value
+  heads are shared through SDPA's ``enable_gqa`` instead of being copied per query head.
+
+The sequence boundaries are read once per forward pass (every layer gets the same ``position_ids`` tensor),
+so a GPU step does not wait on the host once per layer. Anything else (a batch of several rows, a KV cache, generation) falls
 back to transformers' own SDPA function with the mask it built. Register it once with :func:`register`,
 then select it with ``model.set_attn_implementation(PACKED_SDPA)``.
 """
 
 from __future__ import annotations
 
+import inspect
+import weakref
+
 import torch
 import torch.nn.functional as F
 
 PACKED_SDPA = "tulu_packed_sdpa"
 _REGISTERED = False
+# (weak reference to the last position_ids tensor seen, its sequence lengths, {device: (cu_seqlens, max_len)})
+_LAST: tuple = (None, None, None)
 
 
 def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -32,6 +44,50 @@ def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
+def _lens(position_ids: torch.Tensor) -> tuple[list[int], dict]:
+    """Sequence lengths of a packed row, computed once per ``position_ids`` tensor (i.e. once per forward)."""
+    global _LAST
+    ref, lens, per_device = _LAST
+    if ref is None or ref() is not position_ids:
+        lens = [e - s for s, e in segments(position_ids)]
+        per_device = {}
+        _LAST = (weakref.ref(position_ids), lens, per_device)
+    return lens, per_device
+
+
+def _varlen_fn():
+    """``(varlen_attn, accepts enable_gqa, causal keyword)`` from this PyTorch, or None when it has none."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
+    return varlen_attn, "enable_gqa" in params, causal
+
+
+_VARLEN = _varlen_fn()
+
+
+def _varlen_packed(query, key, value, lens, per_device, scaling):
+    """One flash-attention call over the packed row ``[1, H, T, D]`` -> ``[1, T, H, D]``."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    fn, has_gqa, causal = _VARLEN
+    dev = query.device
+    if dev not in per_device:
+        cu = torch.tensor([0] + lens, dtype=torch.int32).cumsum(0, dtype=torch.int32).to(dev, non_blocking=True)
+        per_device[dev] = (cu, max(lens))
+    cu, max_len = per_device[dev]
+    if query.shape[1] != key.shape[1] and not has_gqa:
+        groups = query.shape[1] // key.shape[1]
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    extra = {"enable_gqa": True} if has_gqa and query.shape[1] != key.shape[1] else {}
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, H, D]
+    out = fn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal, **extra)
+    return out.unsqueeze(0), None
+
+
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers attention function: query/key/value ``[B, H, T, D]`` -> ``([B, T, H, D], None)``."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
@@ -40,8 +96,11 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     if pos is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    lens = [e - s for s, e in segments(pos)]
+    lens, per_device = _lens(pos)
     p = dropout if module.training else 0.0
+    if (_VARLEN is not None and query.is_cuda and p == 0.0 and query.dtype in (torch.bfloat16, torch.float16)
+            and key.dtype == query.dtype):
+        return _varlen_packed(query, key, value, lens, per_device, scaling)
     gqa = query.shape[1] != key.shape[1]
     if gqa and query.device.type != "cpu":  # CUDA's fused kernels take no enable_gqa in every version
         groups = query.shape[1] // key.shape[1]
