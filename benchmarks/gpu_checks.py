@@ -29,6 +29,7 @@ import torch
 
 H100_BF16_DENSE = 989e12  # NVIDIA H100 SXM dense bf16 tensor-core peak, FLOP/s (datasheet)
 DEVICE = "cuda"
+VARIANTS: list[str] = []  # --variants: a subset of the SFT attention variants
 SMOKE = False  # --smoke: tiny shapes on CPU, to check the script itself before spending GPU time
 
 
@@ -126,6 +127,8 @@ def section_sft(config_dir: str, results: dict, steps: int) -> None:
     variants = [("packed_sdpa", "sdpa"), ("sdpa_mask", "sdpa")]
     if DEVICE == "cuda":  # the per-sequence SDPA fallback (what packed_sdpa did on CUDA before varlen), and flex
         variants += [("per_seq_sdpa", "sdpa"), ("flex", "flex_attention")]
+    if VARIANTS:
+        variants = [v for v in variants if v[0] in VARIANTS]
     for which, per_device, seq in shapes:
         items = random_items(49152, per_device * (steps + 1), seq)
         model = build_model(config_dir, which)
@@ -225,9 +228,11 @@ def main() -> None:
     ap.add_argument("--sections", default="parity,generation,sft")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--variants", default="", help="comma-separated subset of packed_sdpa,sdpa_mask,per_seq_sdpa,flex")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (checks the script, no figures)")
     args = ap.parse_args()
-    global DEVICE, SMOKE
+    global DEVICE, SMOKE, VARIANTS
+    VARIANTS = [v for v in args.variants.split(",") if v]
     if args.smoke:
         DEVICE, SMOKE = "cpu", True
         args.steps, args.new_tokens = 4, 4

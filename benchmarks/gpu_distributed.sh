@@ -7,7 +7,8 @@
 #
 # CONFIG_DIR holds a model config + tokenizer (e.g. SmolLM2-135M-Instruct's, without weights): the model is
 # initialised at random from it, so no weights need to travel. DeepSpeed must be installed for its configs
-# (they are skipped with a message otherwise). Outputs go under ${RUN_DIR:-/tmp/tulu_gpu_dist}.
+# (they are skipped with a message otherwise). Outputs go under ${RUN_DIR:-/tmp/tulu_gpu_dist}; LAUNCHERS="fsdp
+# deepspeed_zero3" runs a subset.
 set -uo pipefail
 cfg_dir=${1:?config dir}; sft_data=${2:?sft jsonl}; pref_data=${3:?preference jsonl}; nproc=${4:-1}
 run_dir=${RUN_DIR:-/tmp/tulu_gpu_dist}
@@ -23,7 +24,7 @@ print(f"random base model: {sum(p.numel() for p in model.parameters()) / 1e6:.0f
 PY
 has_ds=$(python -c "import deepspeed" 2>/dev/null && echo 1 || echo 0)
 status=0
-for launcher in ddp_gpu fsdp deepspeed_zero2 deepspeed_zero3; do
+for launcher in ${LAUNCHERS:-ddp_gpu fsdp deepspeed_zero2 deepspeed_zero3}; do
   if [[ $launcher == deepspeed* && $has_ds == 0 ]]; then echo "== $launcher: skipped (deepspeed not installed)"; continue; fi
   for stage in sft dpo; do
     out="$run_dir/$launcher-$stage"

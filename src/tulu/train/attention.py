@@ -69,6 +69,21 @@ def _varlen_fn():
 _VARLEN = _varlen_fn()
 
 
+def _half_dtype(query: torch.Tensor):
+    """The 16-bit dtype flash attention should run in for this CUDA query, or None (CPU, plain fp32).
+
+    Under autocast the query arrives in fp32 (RoPE multiplies by fp32 cos/sin); SDPA would be cast by autocast
+    itself, the varlen op is not on autocast's list, so the cast is made here."""
+    if not query.is_cuda:
+        return None
+    if query.dtype in (torch.bfloat16, torch.float16):
+        return query.dtype
+    if torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+        return dtype if dtype in (torch.bfloat16, torch.float16) else None
+    return None
+
+
 def _varlen_packed(query, key, value, lens, per_device, scaling):
     """One flash-attention call over the packed row ``[1, H, T, D]`` -> ``[1, T, H, D]``."""
     from transformers.integrations.sdpa_attention import repeat_kv
@@ -98,9 +113,9 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
                                       **kwargs)
     lens, per_device = _lens(pos)
     p = dropout if module.training else 0.0
-    if (_VARLEN is not None and query.is_cuda and p == 0.0 and query.dtype in (torch.bfloat16, torch.float16)
-            and key.dtype == query.dtype):
-        return _varlen_packed(query, key, value, lens, per_device, scaling)
+    half = _half_dtype(query)
+    if _VARLEN is not None and half is not None and p == 0.0:
+        return _varlen_packed(query.to(half), key.to(half), value.to(half), lens, per_device, scaling)
     gqa = query.shape[1] != key.shape[1]
     if gqa and query.device.type != "cpu":  # CUDA's fused kernels take no enable_gqa in every version
         groups = query.shape[1] // key.shape[1]

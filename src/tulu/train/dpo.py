@@ -218,8 +218,8 @@ def run(cfg: DPOConfig) -> dict:
     task = DPOTask(tok.pad_token_id, ref_train, s, d.layout, max_row)
     trainer = Trainer(cfg.train, model, task, train_pairs, out, run_config=to_dict(cfg), desc=f"dpo ({d.loss_type})")
     result = trainer.train()
-    trained = trainer.unwrapped_model()
-    after, after_src = heldout(trained)
+    with trainer.evaluation_model() as trained:
+        after, after_src = heldout(trained)
     by_source = {src: {"pairs": int(after_src[src]["pairs"]), "before": before_src.get(src, {}),
                        "after": after_src[src]} for src in after_src}
     summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,

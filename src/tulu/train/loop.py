@@ -40,6 +40,7 @@ a run killed at any moment resumes from the last complete one and ends with the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -431,6 +432,28 @@ class Trainer:
     # ----------------------------------------------------------------------------------- final model
     def unwrapped_model(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.wrapped).model
+
+    @contextlib.contextmanager
+    def evaluation_model(self):
+        """The trained model with whole parameters and the run's mixed precision, for an evaluation pass after
+        training (held-out DPO/RM metrics). Every process must enter it: under FSDP (``summon_full_params``)
+        and DeepSpeed ZeRO-3 (``GatheredParameters``) gathering the weights is a collective, and each process
+        then holds the whole model for the pass. Without this, FSDP's unwrapped module mixes bf16 and fp32
+        weights and ZeRO-3's holds empty partitions."""
+        acc, model = self.accelerator, self.unwrapped_model()
+        with contextlib.ExitStack() as stack:
+            kind = acc.distributed_type.value
+            if kind == "FSDP":
+                from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+                if isinstance(self.wrapped, FSDP):
+                    stack.enter_context(FSDP.summon_full_params(self.wrapped, writeback=False))
+            elif kind == "DEEPSPEED" and getattr(acc.state.deepspeed_plugin, "zero_stage", 0) == 3:
+                import deepspeed
+
+                stack.enter_context(deepspeed.zero.GatheredParameters(list(model.parameters())))
+            stack.enter_context(acc.autocast())
+            yield model
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The full (gathered under FSDP/ZeRO-3) state dict of the raw model, on every process's main."""

@@ -152,7 +152,8 @@ def run(cfg: RMConfig) -> dict:
     trainer = Trainer(cfg.train, model, RMTask(tok.pad_token_id, cfg.center_coef, max_row), train_pairs, out,
                       run_config=to_dict(cfg), desc="reward model")
     result = trainer.train()
-    after = pairwise_accuracy(trainer.unwrapped_model(), eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
+    with trainer.evaluation_model() as trained:
+        after = pairwise_accuracy(trained, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
     summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
                "heldout_after": after, "final_train_metrics": result.final_metrics, "steps": result.global_step}
     if trainer.is_main:
