@@ -165,3 +165,20 @@ def test_embedded_cpu_recipe_lowers_loss_and_chats(tmp_path):
                       skip_special_tokens=True)
     assert "7" in text
     assert "HuggingFaceTB/SmolLM2-135M-Instruct" in (out / "model" / "README.md").read_text()
+
+
+def test_deepspeed_size_fields_filled_from_hidden_size():
+    """accelerate cannot fill these from our step wrapper (it has no .config): the loop does, with its formulas."""
+    from types import SimpleNamespace
+
+    from tulu.train.loop import fill_deepspeed_sizes
+
+    root = Path(__file__).resolve().parents[2]
+    ds = json.loads((root / "configs" / "deepspeed" / "zero3_bf16.json").read_text())
+    ds["zero_optimization"]["reduce_bucket_size"] = 123  # an explicit value is kept
+    fill_deepspeed_sizes(ds, SimpleNamespace(hidden_size=576))
+    zero = ds["zero_optimization"]
+    assert zero["reduce_bucket_size"] == 123
+    assert zero["stage3_prefetch_bucket_size"] == int(0.9 * 576 * 576)
+    assert zero["stage3_param_persistence_threshold"] == 5760
+    assert "auto" not in {v for v in zero.values() if isinstance(v, str)}

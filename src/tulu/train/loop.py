@@ -247,6 +247,22 @@ def build_accelerator(cfg: TrainConfig):
     return acc
 
 
+def fill_deepspeed_sizes(ds: dict, model_config) -> None:
+    """Fill the model-size-dependent "auto" ZeRO fields from the hidden size, with accelerate's own formulas.
+
+    accelerate fills them from ``.config`` of the module it prepares; ours is the step wrapper (model + task),
+    so it cannot, and refuses the config (seen on the H100). Values already set in the JSON are kept."""
+    hidden = getattr(model_config, "hidden_size", None) or max(getattr(model_config, "hidden_sizes", None) or [0])
+    zero = ds.get("zero_optimization", {})
+    if not hidden:
+        return
+    for key, value in (("reduce_bucket_size", hidden * hidden),
+                       ("stage3_prefetch_bucket_size", int(0.9 * hidden * hidden)),
+                       ("stage3_param_persistence_threshold", 10 * hidden)):
+        if zero.get(key) == "auto":
+            zero[key] = value
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, model: nn.Module, task: Task, items: Sequence[Any],
                  output_dir: str | os.PathLike, *, run_config: dict | None = None, desc: str = "train",
@@ -272,6 +288,9 @@ class Trainer:
             tune_malloc()
             install_embedding_grad(model)
         self.step_module = _StepModule(model, task)
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:
+            fill_deepspeed_sizes(plugin.deepspeed_config, getattr(model, "config", None))
         optimizer = make_optimizer(model, cfg)
         self.wrapped, self.optimizer = self.accelerator.prepare(self.step_module, optimizer)
         self.warmup = warmup_steps_for(self.plan.total_steps, cfg.warmup_ratio)
