@@ -154,3 +154,39 @@ def test_resume_refuses_other_data(tokenizer, items, tmp_path):
         _train(tokenizer, items[:16], tmp_path, checkpoint_every=1, num_epochs=2)
     _, r = _train(tokenizer, items[:16], tmp_path, checkpoint_every=1, num_epochs=2, resume="never")
     assert r.resumed_from == 0
+
+
+def test_evaluation_model_gathers_zero3_partitions(tokenizer, items, tmp_path, monkeypatch):
+    """Under ZeRO-3 the held-out pass after training needs the partitioned weights gathered on every process
+    (seen failing on the H100 without it). DeepSpeed does not run on CPU, so its pieces are stand-ins here:
+    the loop must enter deepspeed.zero.GatheredParameters over all parameters, and nothing when unpartitioned."""
+    import contextlib
+    import sys
+    import types
+
+    from accelerate.utils import DistributedType
+
+    trainer, _ = _train(tokenizer, items[:4], tmp_path, max_steps=1)
+    gathered = []
+
+    @contextlib.contextmanager
+    def fake_gather(params):
+        gathered.append(len(params))
+        yield
+
+    import importlib.machinery
+
+    fake = types.ModuleType("deepspeed")
+    fake.__spec__ = importlib.machinery.ModuleSpec("deepspeed", None)
+    fake.zero = types.SimpleNamespace(GatheredParameters=fake_gather)
+    monkeypatch.setitem(sys.modules, "deepspeed", fake)
+    with trainer.evaluation_model() as m:  # plain single process: nothing to gather
+        assert m is trainer.unwrapped_model()
+    assert gathered == []
+    monkeypatch.setattr(type(trainer.accelerator), "distributed_type", property(lambda self: DistributedType.DEEPSPEED))
+    params = list(trainer.unwrapped_model().parameters())
+    for i, p in enumerate(params):
+        p.ds_id = i
+    with trainer.evaluation_model() as m:
+        assert m is trainer.unwrapped_model()
+    assert gathered == [len(params)]

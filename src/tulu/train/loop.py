@@ -467,7 +467,8 @@ class Trainer:
 
                 if isinstance(self.wrapped, FSDP):
                     stack.enter_context(FSDP.summon_full_params(self.wrapped, writeback=False))
-            elif kind == "DEEPSPEED" and getattr(acc.state.deepspeed_plugin, "zero_stage", 0) == 3:
+            elif kind == "DEEPSPEED" and any(hasattr(p, "ds_id") for p in model.parameters()):
+                # ZeRO-3 partitioned parameters (the plugin's zero_stage is unset when a JSON config is used)
                 import deepspeed
 
                 stack.enter_context(deepspeed.zero.GatheredParameters(list(model.parameters())))
