@@ -79,7 +79,11 @@ def run_ours(args, recs, out_dir: str) -> dict:
     from tulu.train.dpo_core import LossSettings, cached_reference
     from tulu.train.loop import Trainer
 
+    from tulu.train.attention import set_packed_attention
+
     model, tok = load(args.model)
+    if args.layout == "packed":  # as `tulu dpo` does
+        set_packed_attention(model)
     t0 = time.perf_counter()
     pairs, _ = encode_pairs(recs, tok, max_length=args.max_length)
     max_row = args.max_row_tokens or None

@@ -90,3 +90,28 @@ def test_varlen_path_matches_per_sequence_on_cuda(monkeypatch):
     for k, p in model.named_parameters():
         cos = F.cosine_similarity(p.grad.flatten().float(), ref_grads[k].flatten().float(), dim=0)
         assert cos > 0.99, (k, cos.item())
+
+
+def test_several_packed_rows_equal_each_sequence_alone():
+    """DPO/RM batches: rows of packed sequences with trailing padding (positions restart at 0 there too)."""
+    model = tiny_llama(layers=2).eval()
+    rows = [[7, 12], [5, 17, 3]]
+    width = 28
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 512, (len(rows), width), generator=g)
+    pos = torch.zeros(len(rows), width, dtype=torch.long)
+    spans = []
+    for r, lens in enumerate(rows):
+        off = 0
+        for n in lens:
+            pos[r, off:off + n] = torch.arange(n)
+            spans.append((r, off, n))
+            off += n
+        pos[r, off:] = torch.arange(width - off)  # trailing pad: its own sequence
+    model.set_attn_implementation(attention.register())
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+        model.set_attn_implementation("sdpa")
+        for r, off, n in spans:
+            alone = model(input_ids=ids[r:r + 1, off:off + n], use_cache=False).logits[0]
+            assert torch.allclose(packed[r, off:off + n], alone, atol=1e-5), (r, off, n)

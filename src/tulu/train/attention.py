@@ -14,8 +14,10 @@ sequences apart by construction (independent of the ``use_cache`` trap in DESIGN
 * otherwise (CPU, fp32, an older PyTorch) with causal SDPA on each sequence's slice. On CPU the key/value
   heads are shared through SDPA's ``enable_gqa`` instead of being copied per query head.
 
+A batch of several packed rows (DPO and RM layouts) is laid end to end as one row: each row starts a new
+sequence at position 0, and a row's trailing padding is a sequence of its own that no real token sees.
 The sequence boundaries are read once per forward pass (every layer gets the same ``position_ids`` tensor),
-so a GPU step does not wait on the host once per layer. Anything else (a batch of several rows, a KV cache, generation) falls
+so a GPU step does not wait on the host once per layer. Anything else (a KV cache, a one-token query) falls
 back to transformers' own SDPA function with the mask it built. Register it once with :func:`register`,
 then select it with ``model.set_attn_implementation(PACKED_SDPA)``.
 """
@@ -32,6 +34,7 @@ PACKED_SDPA = "tulu_packed_sdpa"
 _REGISTERED = False
 # (weak reference to the last position_ids tensor seen, its sequence lengths, {device: (cu_seqlens, max_len)})
 _LAST: tuple = (None, None, None)
+_FLAT: tuple = (None, None)  # (weak reference to a [B, T] position_ids tensor, its [1, B*T] view)
 
 
 def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -103,14 +106,35 @@ def _varlen_packed(query, key, value, lens, per_device, scaling):
     return out.unsqueeze(0), None
 
 
+def _one_row(t: torch.Tensor) -> torch.Tensor:
+    """``[B, H, T, D]`` -> ``[1, H, B*T, D]`` (rows laid end to end)."""
+    b, h, n, d = t.shape
+    return t.transpose(0, 1).reshape(1, h, b * n, d)
+
+
+def _flat_positions(position_ids: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` -> ``[1, B*T]``, cached like :func:`_lens` so every layer sees the same tensor."""
+    global _FLAT
+    ref, flat = _FLAT
+    if ref is None or ref() is not position_ids:
+        flat = position_ids.reshape(1, -1)
+        _FLAT = (weakref.ref(position_ids), flat)
+    return flat
+
+
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers attention function: query/key/value ``[B, H, T, D]`` -> ``([B, T, H, D], None)``."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     pos = kwargs.get("position_ids")
-    if pos is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] < 2:
+    if pos is None or query.shape[2] != key.shape[2] or query.shape[2] < 2:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    rows = query.shape[0]
+    if rows > 1:  # several packed rows (DPO/RM batches): one long row; every row starts a sequence at position 0
+        out, _ = packed_sdpa(module, *(_one_row(t) for t in (query, key, value)), None, dropout=dropout,
+                             scaling=scaling, position_ids=_flat_positions(pos))
+        return out.view(rows, -1, *out.shape[2:]), None
     lens, per_device = _lens(pos)
     p = dropout if module.training else 0.0
     half = _half_dtype(query)
@@ -140,3 +164,10 @@ def register() -> str:
         AttentionMaskInterface.register(PACKED_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
         _REGISTERED = True
     return PACKED_SDPA
+
+
+def set_packed_attention(model, enabled: bool = True) -> None:
+    """Select ``packed_sdpa`` (or, with ``enabled=False``, stock ``sdpa`` again, e.g. before saving so the
+    written config loads anywhere) on a transformers model or a PEFT wrapper of one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.set_attn_implementation(register() if enabled else "sdpa")

@@ -23,6 +23,7 @@ from tulu.config import option, to_dict
 from tulu.data.formats import DataError, validate
 from tulu.data.mixing import build_mixture, split_records
 from tulu.data.preferences import EncodedPair, encode_pairs, pairs_from_samples
+from tulu.train.attention import set_packed_attention
 from tulu.train.common import LoraConfig, TrainConfig, apply_lora
 from tulu.train.dpo_core import LossSettings, cached_reference, collate_pairs, evaluate_pairs, policy_logps
 from tulu.train.logprobs import Layout
@@ -78,7 +79,8 @@ class DPOLossConfig:
     wpo_aligned: bool = option(False, "WPO weights with the per-token log sum_v p(v)^2 offset (the paper's "
                                       "sampled-alignment weights, TRL use_weighting).")
     layout: Layout = option("packed", "packed: chosen+rejected sequences of a micro-batch share padding-free "
-                                      "rows (position ids restart); padded: one sequence per row.")
+                                      "rows (position ids restart; attention per sequence through "
+                                      "tulu.train.attention.packed_sdpa); padded: one sequence per row.")
     max_row_tokens: int = option(0, "Cap on tokens per packed row (0: all of a micro-batch in one row). On "
                                     "CPU, rows of ~1-2k tokens keep SDPA's masked attention cheap.")
     chunk_size: int = option(512, "Label positions per LM-head chunk (bounds the [chunk, vocab] buffer).")
@@ -189,9 +191,11 @@ def run(cfg: DPOConfig) -> dict:
     eval_pairs, _ = encode_pairs(eval_recs, tok, cfg.data.template, cfg.data.max_length)
     if not train_pairs:
         raise DataError("data: every training pair was dropped by truncation; raise data.max_length")
+    d = cfg.dpo
+    if d.layout == "packed":  # sequences kept apart per position_ids: no [T, T] masked attention per row
+        set_packed_attention(model)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
-    d = cfg.dpo
     s = LossSettings(d.loss_type, d.beta, d.gamma, d.label_smoothing, d.wpo_aligned, d.chunk_size)
     max_row = d.max_row_tokens or None
     ref_kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row, chunk_size=d.chunk_size)
@@ -230,6 +234,7 @@ def run(cfg: DPOConfig) -> dict:
     card = (f"# DPO ({d.loss_type}, beta {d.beta}) from {cfg.model}\n\nTrained by `tulu dpo` on {len(train_pairs)} "
             f"pairs. Held-out implicit-reward accuracy: {before.get('rewards/accuracies', float('nan')):.3f} before, "
             f"{after.get('rewards/accuracies', float('nan')):.3f} after ({len(eval_pairs)} pairs).\n")
+    set_packed_attention(trainer.unwrapped_model(), False)
     trainer.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save)
     if after:
         print(f"held-out pairs: {len(eval_pairs)}  implicit-reward accuracy {before['rewards/accuracies']:.3f} -> "

@@ -24,6 +24,7 @@ from tulu.config import option, to_dict
 from tulu.data.formats import DataError
 from tulu.data.mixing import build_mixture, split_records
 from tulu.data.preferences import EncodedPair, encode_pairs
+from tulu.train.attention import set_packed_attention
 from tulu.train.common import TrainConfig
 from tulu.train.logprobs import SeqBatch, collate_sequences
 from tulu.train.loop import Task, Trainer
@@ -141,6 +142,7 @@ def run(cfg: RMConfig) -> dict:
     tok = load_tokenizer(cfg.model)
     model = load_model(cfg.model, dtype=cfg.dtype, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
+    set_packed_attention(model)  # micro-batches are packed rows: attention per sequence, no [T, T] mask
     records = build_mixture(cfg.data.mixture, kind="preference", seed=cfg.train.seed).records
     train_recs, eval_recs = split_records(records, cfg.data.eval_fraction, cfg.train.seed)
     train_pairs, _ = encode_pairs(train_recs, tok, cfg.data.template, cfg.data.max_length)
@@ -160,6 +162,7 @@ def run(cfg: RMConfig) -> dict:
         atomic_write_json(out / "rm_summary.json", summary)
     card = (f"# Bradley-Terry reward model from {cfg.model}\n\nTrained by `tulu rm` on {len(train_pairs)} pairs. "
             f"Held-out pairwise accuracy {after.get('accuracy', float('nan')):.3f} on {len(eval_pairs)} pairs.\n")
+    set_packed_attention(trainer.unwrapped_model(), False)
     trainer.save_model(tok, out / "model", model_card=card)
     if after:
         print(f"held-out pairwise accuracy: {after['accuracy']:.3f} on {len(eval_pairs)} pairs "
