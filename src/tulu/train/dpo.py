@@ -81,8 +81,8 @@ class DPOLossConfig:
     layout: Layout = option("packed", "packed: chosen+rejected sequences of a micro-batch share padding-free "
                                       "rows (position ids restart; attention per sequence through "
                                       "tulu.train.attention.packed_sdpa); padded: one sequence per row.")
-    max_row_tokens: int = option(0, "Cap on tokens per packed row (0: all of a micro-batch in one row). On "
-                                    "CPU, rows of ~1-2k tokens keep SDPA's masked attention cheap.")
+    max_row_tokens: int = option(0, "Cap on tokens per packed row (0: all of a micro-batch in one row). "
+                                    "Attention is per sequence either way; a cap only bounds a row's size.")
     chunk_size: int = option(512, "Label positions per LM-head chunk (bounds the [chunk, vocab] buffer).")
     reference_batch_pairs: int = option(8, "Pairs per forward in the reference pass.")
 

@@ -253,9 +253,9 @@ def fill_deepspeed_sizes(ds: dict, model_config) -> None:
     accelerate fills them from ``.config`` of the module it prepares; ours is the step wrapper (model + task),
     so it cannot, and refuses the config (seen on the H100). Values already set in the JSON are kept."""
     hidden = getattr(model_config, "hidden_size", None) or max(getattr(model_config, "hidden_sizes", None) or [0])
-    zero = ds.get("zero_optimization", {})
     if not hidden:
         return
+    zero = ds.get("zero_optimization", {})
     for key, value in (("reduce_bucket_size", hidden * hidden),
                        ("stage3_prefetch_bucket_size", int(0.9 * hidden * hidden)),
                        ("stage3_param_persistence_threshold", 10 * hidden)):

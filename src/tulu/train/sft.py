@@ -39,6 +39,7 @@ from torch import nn
 from tulu.config import option, to_dict
 from tulu.data.packing import PackedRow, collate_packed
 from tulu.data.templates import IGNORE_INDEX, Encoded
+from tulu.train.attention import set_packed_attention
 from tulu.train.common import LoraConfig, TrainConfig, apply_lora
 from tulu.train.loop import Task, Trainer, TrainResult, build_accelerator
 from tulu.utils import atomic_write_json, seed_everything
@@ -209,9 +210,7 @@ def run(cfg: SFTConfig) -> int:
     model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device="cpu",
                        attn_implementation="sdpa" if packed else cfg.model.attn_implementation)
     if packed:
-        from tulu.train.attention import register
-
-        model.set_attn_implementation(register())
+        set_packed_attention(model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.lora.enabled:
@@ -225,8 +224,7 @@ def run(cfg: SFTConfig) -> int:
         first = _first_logged_loss(Path(cfg.output_dir))
     card = model_card(cfg, counts, result, len(items), first)
     if packed:  # the saved config must name a stock attention implementation
-        trained = trainer.unwrapped_model()
-        getattr(trained, "get_base_model", lambda: trained)().set_attn_implementation("sdpa")
+        set_packed_attention(trainer.unwrapped_model(), False)
     out = trainer.save_model(tokenizer, Path(cfg.output_dir) / "model", model_card=card,
                              merge_lora=cfg.lora.merge_on_save)
     if trainer.is_main:
