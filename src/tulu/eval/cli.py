@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder, `embedded`, or a hub id")
     parser.add_argument("--suite", default="dev", choices=[*SUITES, "all"], help="task suite (default: dev)")
     parser.add_argument("--tasks", default=None, help=f"comma-separated tasks instead of a suite: {', '.join(TASKS)}")
-    parser.add_argument("--limit", type=int, default=None, help="N items of every task, taken round-robin over subjects where a task has them (default: all)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="N items of every task, taken round-robin over subjects where a task has them "
+                             "(default: all)")
     parser.add_argument("--backend", default="auto",
                         help="generation backend (tulu.rollout): auto (vllm on GPU, else fast, else hf), hf, fast, vllm")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
