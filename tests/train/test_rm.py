@@ -71,3 +71,9 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
     assert losses[-1] < losses[0]
     rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
     assert rm.config.num_labels == 1 and rm.score.out_features == 1
+    # the score head is freshly initialised: seeded by train.seed, so a second run is the same run
+    torch.manual_seed(12345)  # whatever the global RNG holds before the run
+    assert main(["rm", str(recipe), f"output_dir={tmp_path / 'again'}"]) == 0
+    again = json.loads((tmp_path / "again" / "rm_summary.json").read_text())
+    assert again["heldout_before"] == summary["heldout_before"]
+    assert again["heldout_after"] == summary["heldout_after"]

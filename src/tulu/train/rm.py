@@ -29,7 +29,7 @@ from tulu.train.common import TrainConfig
 from tulu.train.logprobs import SeqBatch, collate_sequences
 from tulu.train.loop import Task, Trainer
 from tulu.train.losses import bradley_terry
-from tulu.utils import atomic_write_json
+from tulu.utils import atomic_write_json, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def run(cfg: RMConfig) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(cfg.model)
+    seed_everything(cfg.train.seed)  # the score head is initialised at random while loading
     model = load_model(cfg.model, dtype=cfg.dtype, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     set_packed_attention(model)  # micro-batches are packed rows: attention per sequence, no [T, T] mask
