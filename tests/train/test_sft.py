@@ -63,6 +63,24 @@ def test_cli_sft_lora_merges_into_plain_folder(tiny_dir, tmp_path):
     assert torch.equal(sd_t["model.embed_tokens.weight"], sd_b["model.embed_tokens.weight"])
 
 
+def test_lora_adapters_start_from_the_run_seed(tiny_dir):
+    """LoRA's A matrices are random: drawn from the run's seed, whatever the global RNG holds (DPO loads and
+    samples before wrapping, so without this a rerun started from different adapters)."""
+    from tulu.models import load_model
+    from tulu.train.common import LoraConfig, apply_lora
+
+    def adapters(global_seed: int) -> dict:
+        torch.manual_seed(global_seed)
+        model = apply_lora(load_model(tiny_dir), LoraConfig(enabled=True, r=4), seed=7)
+        return {k: v.clone() for k, v in model.state_dict().items() if "lora_A" in k}
+
+    a, b = adapters(1), adapters(2)
+    assert a and all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(1)
+    other = apply_lora(load_model(tiny_dir), LoraConfig(enabled=True, r=4), seed=8).state_dict()
+    assert not all(torch.equal(a[k], other[k]) for k in a)
+
+
 def test_cli_sft_config_errors_name_the_key(tiny_dir, tmp_path, capsys):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "x")
     assert cli_main(["sft", str(recipe), "loss_reduction=median"]) == 2

@@ -98,11 +98,15 @@ class LoraConfig:
                                        "output is a plain transformers folder; false writes the adapter folder.")
 
 
-def apply_lora(model, lora: LoraConfig):
-    """Wrap a causal LM with peft LoRA adapters as configured (SFT and DPO share this)."""
+def apply_lora(model, lora: LoraConfig, seed: int):
+    """Wrap a causal LM with peft LoRA adapters as configured (SFT and DPO share this). The adapters' A
+    matrices are initialised at random: from ``seed`` (the run's train.seed), so a rerun is the same run."""
+    import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
     pcfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                           target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, pcfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, pcfg)

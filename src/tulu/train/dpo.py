@@ -195,7 +195,7 @@ def run(cfg: DPOConfig) -> dict:
     if d.layout == "packed":  # sequences kept apart per position_ids: no [T, T] masked attention per row
         set_packed_attention(model)
     if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
+        model = apply_lora(model, cfg.lora, cfg.train.seed)
     s = LossSettings(d.loss_type, d.beta, d.gamma, d.label_smoothing, d.wpo_aligned, d.chunk_size)
     max_row = d.max_row_tokens or None
     ref_kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row, chunk_size=d.chunk_size)

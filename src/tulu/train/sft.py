@@ -214,7 +214,7 @@ def run(cfg: SFTConfig) -> int:
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
+        model = apply_lora(model, cfg.lora, cfg.train.seed)
     task = SFTTask(cfg.loss_reduction, cfg.head_chunk_size)
     trainer = Trainer(cfg.train, model, task, items, cfg.output_dir, run_config=to_dict(cfg), desc="sft",
                       accelerator=accelerator)
