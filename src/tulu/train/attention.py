@@ -32,9 +32,8 @@ import torch.nn.functional as F
 
 PACKED_SDPA = "tulu_packed_sdpa"
 _REGISTERED = False
-# (weak reference to the last position_ids tensor seen, its sequence lengths, {device: (cu_seqlens, max_len)})
-_LAST: tuple = (None, None, None)
-_FLAT: tuple = (None, None)  # (weak reference to a [B, T] position_ids tensor, its [1, B*T] view)
+# kind -> (weak reference to the last position_ids tensor seen, what was derived from it)
+_PER_FORWARD: dict[str, tuple] = {}
 
 
 def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -47,15 +46,19 @@ def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-def _lens(position_ids: torch.Tensor) -> tuple[list[int], dict]:
-    """Sequence lengths of a packed row, computed once per ``position_ids`` tensor (i.e. once per forward)."""
-    global _LAST
-    ref, lens, per_device = _LAST
+def _once_per_forward(kind: str, position_ids: torch.Tensor, derive):
+    """``derive(position_ids)``, computed once per ``position_ids`` tensor: every layer of a forward pass gets
+    the same tensor, so this runs once per forward instead of once per layer."""
+    ref, value = _PER_FORWARD.get(kind, (None, None))
     if ref is None or ref() is not position_ids:
-        lens = [e - s for s, e in segments(position_ids)]
-        per_device = {}
-        _LAST = (weakref.ref(position_ids), lens, per_device)
-    return lens, per_device
+        value = derive(position_ids)
+        _PER_FORWARD[kind] = (weakref.ref(position_ids), value)
+    return value
+
+
+def _lens(position_ids: torch.Tensor) -> tuple[list[int], dict]:
+    """Sequence lengths of a packed row, and a {device: (cu_seqlens, max_len)} slot for the varlen path."""
+    return _once_per_forward("lens", position_ids, lambda pos: ([e - s for s, e in segments(pos)], {}))
 
 
 def _varlen_fn():
@@ -113,13 +116,8 @@ def _one_row(t: torch.Tensor) -> torch.Tensor:
 
 
 def _flat_positions(position_ids: torch.Tensor) -> torch.Tensor:
-    """``[B, T]`` -> ``[1, B*T]``, cached like :func:`_lens` so every layer sees the same tensor."""
-    global _FLAT
-    ref, flat = _FLAT
-    if ref is None or ref() is not position_ids:
-        flat = position_ids.reshape(1, -1)
-        _FLAT = (weakref.ref(position_ids), flat)
-    return flat
+    """``[B, T]`` -> ``[1, B*T]``, the same tensor for every layer (so :func:`_lens` reads it once)."""
+    return _once_per_forward("flat", position_ids, lambda pos: pos.reshape(1, -1))
 
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):

@@ -200,8 +200,12 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[EncodedPair], reference: to
             rejected.append(out.rejected_rewards.cpu())
     finally:
         model.train(was_training)
+    if not losses:
+        return {} if groups is None else ({}, {})
+    chosen_all, rejected_all, losses_all = torch.cat(chosen), torch.cat(rejected), torch.cat(losses)
+
     def summary(idx: torch.Tensor | None) -> dict[str, float]:
-        c, r, lo = torch.cat(chosen), torch.cat(rejected), torch.cat(losses)
+        c, r, lo = chosen_all, rejected_all, losses_all
         if idx is not None:
             c, r, lo = c[idx], r[idx], lo[idx]
         m = reward_metrics(c, r)
@@ -210,7 +214,5 @@ def evaluate_pairs(model: nn.Module, pairs: Sequence[EncodedPair], reference: to
         return m
 
     if groups is None:
-        return summary(None) if losses else {}
-    if not losses:
-        return {}, {}
+        return summary(None)
     return summary(None), {g: summary(torch.tensor(ix, dtype=torch.long)) for g, ix in groups.items() if ix}
