@@ -14,8 +14,6 @@ Three sources, one call (:func:`load_model_and_tokenizer`):
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import logging
 import os
@@ -25,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from tulu.utils import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +60,12 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def embedded_model_dir() -> Path:
     """The fp32 safetensors folder of the embedded model, converting the GGUF on first use."""
     target = cache_dir() / "models" / EMBEDDED_DIRNAME
     if (target / "model.safetensors").is_file():
         return target
-    with _file_lock(target.parent / f".{EMBEDDED_DIRNAME}.lock"):
+    with file_lock(target.parent / f".{EMBEDDED_DIRNAME}.lock"):
         if (target / "model.safetensors").is_file():  # another process converted it while we waited
             return target
         _convert_embedded(target)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tulu.rollout import kernels
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "smollm3")
 
 
@@ -60,17 +62,32 @@ def _mkldnn_ok(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 class Linear:
-    """``y = x @ W.T + b`` on 2-D ``x``; weights pre-packed for oneDNN on CPU fp32."""
+    """``y = x @ W.T + b`` on 2-D ``x``, with the weight stored for the fastest kernel available:
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, pack: bool, batch_hint: int):
+    * ``"panel"``: our panel-packed layout for the compiled small-M matmul (``csrc/decode.cpp``), on CPU
+      fp32 when the compiled kernels load and ``out_features`` is a multiple of 16;
+    * ``"mkldnn"``: oneDNN's pre-packed layout, on CPU fp32 otherwise;
+    * ``"plain"``: ``F.linear`` (GPU, other dtypes).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, kind: str, batch_hint: int):
         self.out_features, self.in_features = weight.shape
-        self.packed = pack
+        if kind == "panel" and self.out_features % 16:
+            kind = "mkldnn"
+        self.kind = kind
         weight = weight.detach().contiguous()
         self.bias = bias.detach().contiguous() if bias is not None else None
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint) if pack else weight
+        if kind == "panel":
+            self.weight = torch.ops.tulu.pack_panels(weight)
+        elif kind == "mkldnn":
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint)
+        else:
+            self.weight = weight
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed:
+        if self.kind == "panel":
+            return torch.ops.tulu.panel_linear(x, self.weight, self.bias)
+        if self.kind == "mkldnn":
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
@@ -117,7 +134,10 @@ class FastLlama:
         self.eps = cfg.rms_norm_eps
         self.max_positions = cfg.max_position_embeddings
         self.scale = self.head_dim ** -0.5
-        self.pack = _mkldnn_ok(self.device, self.dtype)
+        cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
+        # the compiled decode step and matmul (csrc/decode.cpp) on CPU fp32; else oneDNN, else F.linear
+        self.compiled = cpu_fp32 and kernels.available()
+        self.linear_kind = "panel" if self.compiled else "mkldnn" if _mkldnn_ok(self.device, self.dtype) else "plain"
         self.batch_hint = batch_hint
         rot = model.model.rotary_emb
         self.inv_freq = rot.inv_freq.detach().to(self.device, torch.float32)
@@ -140,7 +160,7 @@ class FastLlama:
         def lin(ws: list[torch.Tensor], bs: list[torch.Tensor | None]) -> Linear:
             bias = torch.cat([b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
                               for w, b in zip(ws, bs)]) if any(b is not None for b in bs) else None
-            return Linear(torch.cat(ws) if len(ws) > 1 else ws[0], bias, pack=self.pack, batch_hint=self.batch_hint)
+            return Linear(torch.cat(ws) if len(ws) > 1 else ws[0], bias, kind=self.linear_kind, batch_hint=self.batch_hint)
 
         layers = []
         for i in range(self.num_layers):
@@ -155,11 +175,15 @@ class FastLlama:
                 down=lin([get(p + "mlp.down_proj.weight")], [None]),
             ))
         self.layers = layers
+        empty = torch.empty(0, device=self.device, dtype=self.dtype)
+        self._flat = [t if t is not None else empty for layer in layers for t in (
+            layer.ln1, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.o.bias, layer.ln2,
+            layer.gate_up.weight, layer.down.weight)]  # the compiled step's layout: 8 tensors per layer
         self.embed = get("model.embed_tokens.weight").contiguous()
         self.norm = get("model.norm.weight")
         head = sd.get("lm_head.weight")
         head = self.embed if head is None else head.detach().to(self.device, self.dtype)
-        self.lm_head = Linear(head, None, pack=self.pack, batch_hint=self.batch_hint)
+        self.lm_head = Linear(head, None, kind=self.linear_kind, batch_hint=self.batch_hint)
 
     # ---------------------------------------------------------------- rope tables
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,6 +251,11 @@ class FastLlama:
     def decode(self, cache: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token for each of the first ``B = len(tokens)`` cache rows; row ``b`` holds ``positions[b]``
         tokens already. Writes the new keys/values in place and returns logits ``[B, vocab]``."""
+        if self.compiled:
+            cos, sin = self._rope(positions)
+            x = torch.ops.tulu.decode_layers(self.embed[tokens], self._flat, cache, positions, cos[:, 0], sin[:, 0],
+                                             self.num_heads, self.num_kv_heads, self.eps, self.scale)
+            return self.logits(x)
         b = tokens.shape[0]
         length = int(positions.max()) + 1
         nh, nkv, d = self.num_heads, self.num_kv_heads, self.head_dim
