@@ -211,7 +211,9 @@ class FastLlama:
 
     @torch.inference_mode()
     def prefill(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run several prompts packed into one row (block-diagonal causal attention).
+        """Run several prompts packed into one row: the matmuls see every token at once, attention runs
+        causally within each prompt (one SDPA call per prompt: a block-diagonal ``[T, T]`` mask over the
+        whole row cost 32x the attention work at 32 prompts and measured ~35% of the prefill).
 
         Returns the logits at each prompt's last token ``[len(seqs), vocab]`` and the keys/values
         ``[layers, 2, total_tokens, kv_heads, dim]`` in packed order.
@@ -221,10 +223,6 @@ class FastLlama:
         dev = self.device
         tokens = torch.tensor([t for s in seqs for t in s], device=dev)
         positions = torch.cat([torch.arange(n, device=dev) for n in lens])
-        mask = None  # one prompt: plain causal attention, no [T, T] mask to build
-        if len(seqs) > 1:
-            seg = torch.repeat_interleave(torch.arange(len(seqs), device=dev), torch.tensor(lens, device=dev))
-            mask = (seg[:, None] == seg[None, :]) & (positions[None, :] <= positions[:, None])
         cos, sin = self._rope(positions)
         nh, nkv, d = self.num_heads, self.num_kv_heads, self.head_dim
         kv = torch.empty(self.num_layers, 2, total, nkv, d, device=dev, dtype=self.dtype)
@@ -237,10 +235,11 @@ class FastLlama:
             v = qkv[:, (nh + nkv) * d:].view(total, nkv, d)
             kv[i, 0] = k
             kv[i, 1] = v
-            att = F.scaled_dot_product_attention(
-                q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
-                attn_mask=mask, is_causal=mask is None, scale=self.scale, enable_gqa=nh != nkv)
-            x = x + layer.o(att[0].transpose(0, 1).reshape(total, nh * d))
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [heads, tokens, dim]
+            att = torch.cat([F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=self.scale,
+                                                            enable_gqa=nh != nkv)
+                             for qs, ks, vs in zip(q.split(lens, 1), k.split(lens, 1), v.split(lens, 1))], dim=1)
+            x = x + layer.o(att.transpose(0, 1).reshape(total, nh * d))
             h = rms_norm(x, layer.ln2, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
