@@ -61,3 +61,30 @@ def test_sample_greedy_is_argmax_and_sampling_needs_uniforms():
     # top_k=1 sampling is argmax whatever the uniforms
     u = torch.rand(4)
     assert torch.equal(sampling.sample(logits, temperature=1.3, top_k=1, top_p=1.0, uniforms=u), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 0.95), (0.7, 0.9), (2.0, 0.5), (1.0, 0.999)])
+def test_compiled_nucleus_is_the_exact_nucleus(monkeypatch, temperature, top_p):
+    """The compiled top-p (no vocabulary sort) against the definition in float64, on a 49k vocabulary."""
+    from tulu.rollout import kernels
+
+    if not kernels.available():
+        pytest.skip("the compiled kernels could not be built here")
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 49152, generator=g) * 4 / temperature
+    z[0, :7] = z[0].max() + 1  # ties at the top: lower ids first
+    probs, ids = torch.ops.tulu.nucleus(z, top_p)
+    assert torch.equal(sampling.candidates(z, 0, top_p)[1], ids)  # candidates() routes CPU fp32 here
+    for r in range(z.shape[0]):
+        order = torch.sort(z[r].double(), descending=True, stable=True).indices
+        p = torch.softmax(z[r].double(), 0)[order]
+        kept = int(((p.cumsum(0) - p) < top_p).sum())
+        assert int((probs[r] > 0).sum()) == kept
+        assert torch.equal(ids[r, :kept], order[:kept])
+        assert torch.allclose(probs[r, :kept].double(), p[:kept], rtol=1e-5, atol=1e-10)
+        assert len(set(ids[r].tolist())) == ids.shape[1]  # padding ids are distinct too
+    # rows without ties draw the same tokens as the torch.topk path (whose order among ties is arbitrary)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    ref_probs, ref_ids = sampling.candidates(z[1:], 0, top_p)
+    u = torch.rand(z.shape[0] - 1, generator=g)
+    assert torch.equal(sampling.draw(probs[1:], ids[1:], u), sampling.draw(ref_probs, ref_ids, u))

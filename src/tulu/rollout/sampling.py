@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from tulu.rollout import kernels
+
 _NUCLEUS_START = 256  # candidates examined first for top-p; grows x4 while their mass is short of top_p
 
 
@@ -39,6 +41,8 @@ def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor,
     vocab = z.shape[-1]
     if top_k <= 0 and top_p >= 1.0:
         return torch.softmax(z, dim=-1), torch.arange(vocab, device=z.device).expand_as(z)
+    if top_k <= 0 and z.device.type == "cpu" and z.dtype == torch.float32 and kernels.available():
+        return torch.ops.tulu.nucleus(z.contiguous(), top_p)  # the same, without sorting the vocabulary
     k = min(top_k, vocab) if top_k > 0 else min(_NUCLEUS_START, vocab)
     full_lse = torch.logsumexp(z, dim=-1, keepdim=True) if top_k <= 0 else None
     while True:

@@ -272,19 +272,25 @@ void qk_scores(const float* q, const float* K, int64_t len, int64_t D, float sca
   }
 }
 
-// out = sum_t p[t] V[t] (out overwritten). With D % 8 == 0, 64 outputs at a time stay in registers.
+// out = sum_t p[t] V[t] (out overwritten). With D % 8 == 0: 64 outputs at a time in eight registers (a
+// fixed count, so they stay in registers), then any remaining 8-wide pieces one at a time.
 void pv_sum(const float* p, const float* V, int64_t len, int64_t D, float* out) {
   if (D % 8 == 0) {
-    for (int64_t d0 = 0; d0 < D; d0 += 64) {
-      const int nv = static_cast<int>(std::min<int64_t>(64, D - d0) / 8);
+    int64_t d0 = 0;
+    for (; d0 + 64 <= D; d0 += 64) {
       v8 acc[8];
       for (int i = 0; i < 8; ++i) acc[i] = v8{};
       for (int64_t t = 0; t < len; ++t) {
         const float pt = p[t];
         const float* vt = V + t * D + d0;
-        for (int i = 0; i < nv; ++i) acc[i] += pt * load8(vt + 8 * i);
+        for (int i = 0; i < 8; ++i) acc[i] += pt * load8(vt + 8 * i);
       }
-      for (int i = 0; i < nv; ++i) std::memcpy(out + d0 + 8 * i, &acc[i], sizeof(v8));
+      for (int i = 0; i < 8; ++i) store8(out + d0 + 8 * i, acc[i]);
+    }
+    for (; d0 < D; d0 += 8) {
+      v8 acc = v8{};
+      for (int64_t t = 0; t < len; ++t) acc += p[t] * load8(V + t * D + d0);
+      store8(out + d0, acc);
     }
     return;
   }
@@ -338,15 +344,19 @@ void rope_cache_attend(const float* qkv, const float* cos, const float* sin, flo
 
 // silu(gate) * up, gate_up: [B, 2 I] -> out: [B, I]. silu(x) = x / (1 + exp(-x)).
 void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter) {
-  for (int64_t b = 0; b < rows; ++b) {
-    const float* g = gate_up + b * 2 * inter;
-    const float* u = g + inter;
-    map8(out + b * inter, g, inter, [&](v8 v, int64_t i) {
-      v8 up;
-      std::memcpy(&up, u + i, std::min<int64_t>(8, inter - i) * sizeof(float));
-      return v / (1.0f + exp8(-v)) * up;
-    });
-  }
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float* g = gate_up + b * 2 * inter;
+      const float* u = g + inter;
+      float* o = out + b * inter;
+      int64_t i = 0;
+      for (; i + 8 <= inter; i += 8) {
+        const v8 gv = load8(g + i);
+        store8(o + i, gv / (1.0f + exp8(-gv)) * load8(u + i));
+      }
+      for (; i < inter; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+  });
 }
 
 void check_f32(const at::Tensor& t, const char* name) {
@@ -407,6 +417,90 @@ at::Tensor decode_layers(const at::Tensor& x_in, const std::vector<at::Tensor>& 
   return x;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Top-p (nucleus) candidates without sorting the vocabulary: tulu.rollout.sampling.candidates(z, top_k=0,
+// top_p) for each row of temperature-scaled logits z [B, V]. Returns (probs [B, K], ids [B, K]): each
+// row's tokens by descending logit (ties: lower id first), probabilities over the full vocabulary, zero
+// past the nucleus (a token is kept while the mass strictly before it is < top_p; the first always) and
+// on padding. One pass buckets every token by log2 of its probability relative to the most likely one;
+// only the tokens of the buckets that reach top_p between them are sorted (the nucleus cannot reach
+// below them). torch.topk of 256-4096 candidates per row measured ~19% of a sampled step at 32 rows.
+std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p) {
+  check_f32(z_in, "z");
+  TORCH_CHECK(z_in.dim() == 2 && z_in.size(1) > 0, "nucleus: z must be [rows, vocab]");
+  TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, "nucleus: top_p must be in (0, 1], got ", top_p);
+  const int64_t B = z_in.size(0), V = z_in.size(1);
+  const float* z = z_in.data_ptr<float>();
+  constexpr int kBuckets = 64;
+  constexpr size_t kMaxPad = 1 << 16;
+  std::vector<std::vector<std::pair<float, int64_t>>> picked(B);  // (prob, id) per row, nucleus order
+  std::vector<int64_t> kept(B);
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> e(V);
+    std::vector<uint8_t> bucket(V);
+    std::vector<int64_t> cand;
+    for (int64_t b = begin; b < end; ++b) {
+      const float* zr = z + b * V;
+      float mx = zr[0];
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, zr[i]);
+      const v8 vmx = splat(mx);
+      map8(e.data(), zr, V, [&](v8 v, int64_t) { return exp8(v - vmx); });
+      double total = 0.0, mass[kBuckets] = {};
+      for (int64_t i = 0; i < V; ++i) {
+        const float gap = (mx - zr[i]) * 1.44269504088896341f;  // -log2 of the probability relative to the max
+        const int k = gap < static_cast<float>(kBuckets - 1) ? static_cast<int>(gap) : kBuckets - 1;
+        bucket[i] = static_cast<uint8_t>(k);
+        mass[k] += e[i];
+        total += e[i];
+      }
+      int last = 0;
+      for (double cum = mass[0]; cum < top_p * total && last < kBuckets - 1;) cum += mass[++last];
+      cand.clear();
+      for (int64_t i = 0; i < V; ++i)
+        if (bucket[i] <= last) cand.push_back(i);
+      std::sort(cand.begin(), cand.end(), [&](int64_t a, int64_t c) { return zr[a] > zr[c] || (zr[a] == zr[c] && a < c); });
+      // the mass before each token in double: near top_p = 0.999 a float running sum drifts by ~1e-6,
+      // enough to move the nucleus boundary by a token
+      // (the 1e-12 absorbs the rounding of exact ties: 5000 equal logits at top_p 0.9 keep 4500)
+      const double inv = 1.0 / total;
+      double cum = 0.0;
+      auto& out = picked[b];
+      out.clear();
+      for (const int64_t i : cand) {
+        if (!out.empty() && cum >= top_p - 1e-12) break;
+        const double p = e[i] * inv;
+        out.emplace_back(static_cast<float>(p), i);
+        cum += p;
+      }
+      kept[b] = static_cast<int64_t>(out.size());
+      // padding (probability 0) continues down the sorted candidates, so a row's ids stay distinct
+      for (size_t j = out.size(); j < cand.size() && j < kMaxPad; ++j) out.emplace_back(0.0f, cand[j]);
+    }
+  });
+  int64_t K = 1;
+  for (const int64_t k : kept) K = std::max(K, k);
+  at::Tensor probs = at::zeros({B, K}, z_in.options());
+  at::Tensor ids = at::empty({B, K}, z_in.options().dtype(at::kLong));
+  float* pp = probs.data_ptr<float>();
+  int64_t* ip = ids.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& row = picked[b];
+    const int64_t have = std::min<int64_t>(K, static_cast<int64_t>(row.size()));
+    std::vector<bool> used(V, false);
+    for (int64_t j = 0; j < have; ++j) {
+      pp[b * K + j] = row[j].first;
+      ip[b * K + j] = row[j].second;
+      used[row[j].second] = true;
+    }
+    int64_t next = 0;  // past the candidates: the lowest ids not used yet
+    for (int64_t j = have; j < K; ++j) {
+      while (used[next]) ++next;
+      ip[b * K + j] = next++;
+    }
+  }
+  return {probs, ids};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tulu, m) {
@@ -416,4 +510,5 @@ TORCH_LIBRARY(tulu, m) {
         TORCH_FN(decode_layers));
   m.def("pack_panels(Tensor w) -> Tensor", TORCH_FN(pack_panels));
   m.def("panel_linear(Tensor x, Tensor w, Tensor? bias) -> Tensor", TORCH_FN(panel_linear));
+  m.def("nucleus(Tensor z, float top_p) -> (Tensor, Tensor)", TORCH_FN(nucleus));
 }
