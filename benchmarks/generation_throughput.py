@@ -4,14 +4,17 @@ For batch 1, 8 and 32, greedy and sampled (T=1, top-p 0.95), 128 new tokens per 
 
 * HF: ``tulu.rollout.hf.HFBackend`` (``model.generate`` with left padding, ``batch_size`` prompts at
   a time, dynamic cache, log-probs on) - the way the rest of the project called generation before;
-* ours: ``tulu.rollout.fast.FastBackend`` with ``max_batch_size`` equal to the batch.
+* ours: ``tulu.rollout.fast.FastBackend`` with ``max_batch_size`` equal to the batch (on CPU fp32: the
+  compiled decode step of ``csrc/decode.cpp``; the header says whether it loaded);
+* with ``--ablation``, also ours without the compiled kernels (``compiled=False``: the Python step on
+  oneDNN pre-packed weights, the engine before the compiled step existed).
 
 Tokens/s counts generated tokens (each sample up to its stop token or 128) over wall time including
 prefill. Greedy outputs are compared token for token. The physical bound per decode step is
 ``max(weight_bytes / bandwidth, batch * 2 * params / matmul_peak)`` with both measured here. The
 "matmul floor" column times only the fast engine's own matrix multiplies for one decode step at that batch
-(oneDNN pre-packed weights streamed from memory, the fastest of F.linear / x @ W.T / oneDNN measured here):
-no implementation built on these kernels can beat it, whatever it does about attention, norms or sampling.
+(its panel-packed kernel, or oneDNN without the compiled kernels; weights streamed from memory): no
+implementation built on these kernels can beat it, whatever it does about attention, norms or sampling.
 
     python benchmarks/generation_throughput.py            # full: batch 1, 8, 32 (several minutes)
     python benchmarks/generation_throughput.py --quick    # batch 1 and 8, 32 tokens (about a minute)
@@ -117,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="greedy,sampled")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="batch 1 and 8, 32 new tokens")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also time our backend without the compiled kernels (compiled=False)")
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.max_new_tokens = "1,8", 32
     torch.set_num_threads(args.threads)
 
     from tulu.models import load_model_and_tokenizer
-    from tulu.rollout import SamplingParams
+    from tulu.rollout import SamplingParams, kernels
     from tulu.rollout.fast import FastBackend
     from tulu.rollout.hf import HFBackend
 
@@ -133,28 +138,38 @@ def main(argv: list[str] | None = None) -> int:
     gflops, bw = measure_matmul_gflops(), measure_bandwidth_gbs()
     print(f"model {args.model}: {n_params / 1e6:.1f}M params, {weight_bytes / 2**20:.0f} MiB fp32; "
           f"threads {args.threads} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); measured fp32 matmul peak {gflops:.0f} GFLOP/s, read bandwidth {bw:.1f} GB/s")
+    print(f"compiled decode step (csrc/decode.cpp): {'loaded' if kernels.available() else 'NOT available'}")
+    ablation = f" {'no-kernels':>10} {'gain':>6}" if args.ablation else ""
     print(f"{'batch':>5} {'mode':>8} {'HF tok/s':>9} {'ours tok/s':>10} {'ratio':>7} {'bound tok/s':>11} "
-          f"{'ours/bound':>10} {'matmul floor':>12} {'ours/floor':>10}  greedy identical")
+          f"{'ours/bound':>10} {'matmul floor':>12} {'ours/floor':>10}{ablation}  greedy identical")
     ok = True
     for batch in (int(b) for b in args.batches.split(",")):
         count = batch * args.rounds * (2 if batch == 1 else 1)
         ps = prompts(count)
         hf = HFBackend(model, tok, batch_size=batch)
         fast = FastBackend(model, tok, max_batch_size=batch)
-        fast.generate(ps[:1], SamplingParams(max_new_tokens=2))  # warm-up (allocator, oneDNN kernels)
+        fast.generate(ps[:1], SamplingParams(max_new_tokens=2))  # warm-up (allocator, kernels)
+        plain = None
+        if args.ablation:
+            plain = FastBackend(model, tok, max_batch_size=batch, compiled=False)
+            plain.generate(ps[:1], SamplingParams(max_new_tokens=2))
         floor = linear_floor_tok_s(fast.engine, batch)
         for mode in args.modes.split(","):
             sp = (SamplingParams(max_new_tokens=args.max_new_tokens) if mode == "greedy" else
                   SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0))
             hf_rate, hf_ids, _ = run(hf, ps, sp)
             our_rate, our_ids, _ = run(fast, ps, sp)
+            extra = ""
+            if plain is not None:
+                plain_rate = run(plain, ps, sp)[0]
+                extra = f" {plain_rate:>10.1f} {our_rate / plain_rate:>5.2f}×"
             same = "-"
             if mode == "greedy":
                 same = "yes" if hf_ids == our_ids else f"NO ({sum(a != b for a, b in zip(hf_ids, our_ids))} differ)"
                 ok &= hf_ids == our_ids
             bound = bound_tok_s(batch, weight_bytes, n_params, bw, gflops)
             print(f"{batch:>5} {mode:>8} {hf_rate:>9.1f} {our_rate:>10.1f} {our_rate / hf_rate:>6.2f}× "
-                  f"{bound:>11.0f} {our_rate / bound:>9.0%} {floor:>12.0f} {our_rate / floor:>9.0%}  {same}",
+                  f"{bound:>11.0f} {our_rate / bound:>9.0%} {floor:>12.0f} {our_rate / floor:>9.0%}{extra}  {same}",
                   flush=True)
     return 0 if ok else 1
 

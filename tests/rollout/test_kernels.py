@@ -127,3 +127,11 @@ def test_build_is_cached_atomic_and_reports_compiler_errors(tmp_path, monkeypatc
 def test_kernels_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("TULU_KERNELS", "0")
     assert kernels.available.__wrapped__() is False
+
+
+def test_compiled_can_be_refused_or_required(tiny):
+    model, _ = tiny
+    eng = FastLlama(model, batch_hint=2, compiled=False)
+    assert not eng.compiled and eng.linear_kind == "mkldnn"
+    with pytest.raises(ValueError, match="compiled=True needs CPU float32"):
+        FastLlama(model.to(torch.bfloat16), batch_hint=2, compiled=True)

@@ -3,7 +3,7 @@
 How one ``generate`` call runs:
 
 1. Prompts are encoded and queued. Prompts are prefilled several at a time, packed into one row
-   (block-diagonal causal attention; :meth:`FastLlama.prefill`), and each prompt's keys/values and
+   (causal attention within each prompt; :meth:`FastLlama.prefill`), and each prompt's keys/values and
    last-token logits are kept until all its ``n`` samples have been admitted: the prompt is computed
    once however many samples are drawn from it (GRPO groups).
 2. A preallocated cache ``[layers, 2, slots, kv_heads, max_len, dim]`` holds up to ``max_batch_size``
@@ -14,6 +14,11 @@ How one ``generate`` call runs:
    row moves into the hole so the running rows stay contiguous (continuous batching).
 
 Each sample draws from its own ``torch.Generator`` seeded from (seed, prompt index, sample index).
+
+On CPU fp32 the decode step is one call into compiled code (``csrc/decode.cpp``, built once per machine by
+:mod:`tulu.rollout.kernels`): every layer's matmuls on panel-packed weights, norms, RoPE, the cache write
+and attention, without Python in between; top-p also runs there. Without a C++ compiler the same
+arithmetic runs as a Python step on oneDNN kernels.
 """
 
 from __future__ import annotations
@@ -69,18 +74,23 @@ class _Seq:
 
 
 class FastBackend(GenerationBackend):
-    """``get_backend("fast", model, tokenizer, max_batch_size=32, kv_cache_gb=2.0, prefill_tokens=2048)``."""
+    """``get_backend("fast", model, tokenizer, max_batch_size=32, kv_cache_gb=2.0, prefill_tokens=2048)``.
+
+    ``compiled``: use the compiled CPU decode step and matmul (``None``: whenever they load; ``False``: the
+    Python step on oneDNN kernels, for comparison; ``True``: require them).
+    """
 
     name = "fast"
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, kv_cache_gb: float = 2.0,
-                 prefill_tokens: int = 2048, template: str = "tokenizer", device: str | None = None):
+                 prefill_tokens: int = 2048, template: str = "tokenizer", device: str | None = None,
+                 compiled: bool | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.tokenizer = tokenizer
         self.model_config = model.config
         self.generation_config = getattr(model, "generation_config", None)
-        self.engine = FastLlama(model, batch_hint=max_batch_size, device=device)
+        self.engine = FastLlama(model, batch_hint=max_batch_size, device=device, compiled=compiled)
         self.max_batch_size = max_batch_size
         self.kv_cache_bytes = int(kv_cache_gb * 2**30)
         self.prefill_tokens = prefill_tokens

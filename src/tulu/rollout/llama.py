@@ -6,14 +6,17 @@ dynamic KV cache. This module keeps the same arithmetic (RMSNorm, RoPE, grouped-
 MLP, tied or untied LM head) but
 
 * fuses q/k/v and gate/up into one matrix each (fewer, larger matmuls);
-* on CPU, stores every weight pre-packed in oneDNN's blocked layout (``mkldnn._reorder_linear_weight``),
-  which measured 1.5-4x faster than ``F.linear`` at 1-32 rows on this machine (the LM head: 4.2 ms
-  against 18.6 ms at 8 rows);
-* writes keys and values into a preallocated static cache ``[layers, 2, slots, kv_heads, max_len, dim]``
-  and attends over a slice of it with SDPA (the slice is strided; SDPA handles it without a copy, a
-  plain matmul on the same slice measured 30x slower);
+* on CPU fp32, runs the whole decode step as one compiled call (``csrc/decode.cpp``, see
+  :mod:`tulu.rollout.kernels`): weights stored as 8-column panels that a small-M matmul streams at the
+  machine's read bandwidth (1.6-2.3x oneDNN's pre-packed kernel at 8 rows, 1.2-1.6x at 32, on this
+  model's shapes), and RMSNorm, RoPE, the cache write, grouped-query attention and SiLU as plain loops
+  between them, with no Python dispatch inside the step;
+* without the compiled kernels (no C++ compiler, or ``compiled=False``), stores every weight pre-packed in
+  oneDNN's blocked layout (``mkldnn._reorder_linear_weight``; 1.5-4x ``F.linear`` at 1-32 rows) and runs
+  the same step in Python;
+* writes keys and values into a preallocated static cache ``[layers, 2, slots, kv_heads, max_len, dim]``;
 * computes the LM head only for the positions that are sampled;
-* applies RoPE to q and k in one call and RMSNorm as torch's fused op (fewer ops per layer).
+* prefills several prompts packed into one row, attending within each prompt.
 
 Supported: ``LlamaForCausalLM`` and architectures with the same module tree (Mistral without sliding
 window, Qwen2 with q/k/v biases, SmolLM). :func:`supports` says whether a model qualifies; the fast
@@ -117,7 +120,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class FastLlama:
     """Weights and the two forward passes (packed prefill, one-token batched decode)."""
 
-    def __init__(self, model, *, batch_hint: int = 32, device: torch.device | str | None = None):
+    def __init__(self, model, *, batch_hint: int = 32, device: torch.device | str | None = None,
+                 compiled: bool | None = None):
         reason = supports(model)
         if reason:
             raise UnsupportedModel(f"the fast backend cannot run this model: {reason}; use backend 'hf'")
@@ -135,8 +139,12 @@ class FastLlama:
         self.max_positions = cfg.max_position_embeddings
         self.scale = self.head_dim ** -0.5
         cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
-        # the compiled decode step and matmul (csrc/decode.cpp) on CPU fp32; else oneDNN, else F.linear
-        self.compiled = cpu_fp32 and kernels.available()
+        # the compiled decode step and matmul (csrc/decode.cpp) on CPU fp32 unless compiled=False; else
+        # oneDNN, else F.linear
+        self.compiled = cpu_fp32 and compiled is not False and kernels.available()
+        if compiled and not self.compiled:
+            raise ValueError("compiled=True needs CPU float32 weights and the compiled kernels "
+                             "(see the warning logged by tulu.rollout.kernels)")
         self.linear_kind = "panel" if self.compiled else "mkldnn" if _mkldnn_ok(self.device, self.dtype) else "plain"
         self.batch_hint = batch_hint
         rot = model.model.rotary_emb
