@@ -46,7 +46,19 @@ inline v8 load8(const float* p) {
 
 inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 
-inline v8 splat(float x) { return v8{} + x; }
+inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // (not v8{} + x: an add the compiler must keep)
+
+// a * b + c with one rounding, always: left to the compiler, `a * b + c` was contracted into an FMA in some
+// template instances and not in others, so the same row came out differently at 1 and at 2+ rows.
+inline v8 fma8(v8 a, v8 b, v8 c) {
+#if defined(__FMA__)
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  v8 out;
+  for (int i = 0; i < 8; ++i) out[i] = std::fma(a[i], b[i], c[i]);
+  return out;
+#endif
+}
 
 // exp(x), eight at a time: Cody-Waite range reduction and Cephes' degree-6 polynomial (~1 ulp on the
 // range used here: softmax arguments <= 0, SiLU arguments of moderate size); inputs clamped to
@@ -115,8 +127,8 @@ inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, 
       wv[v] = load8(w + v * K * kPanel + k * kPanel);
     }
     for (int r = 0; r < MR; ++r) {
-      const float xv = x[r * ldx + k];
-      for (int v = 0; v < NV; ++v) acc[r][v] += xv * wv[v];
+      const v8 xv = splat(x[r * ldx + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma8(xv, wv[v], acc[r][v]);
     }
   }
   for (int r = 0; r < MR; ++r)
