@@ -75,8 +75,8 @@ class Linear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, kind: str, batch_hint: int):
         self.out_features, self.in_features = weight.shape
-        if kind == "panel" and self.out_features % 16:
-            kind = "mkldnn"
+        if kind == "panel" and self.out_features % 16:  # panels go in pairs of 8 columns
+            kind = "mkldnn" if _mkldnn_ok(weight.device, weight.dtype) else "plain"
         self.kind = kind
         weight = weight.detach().contiguous()
         self.bias = bias.detach().contiguous() if bias is not None else None

@@ -3,14 +3,16 @@
 //
 // Why it exists (measured on the 2-core CPU, docs/rollout.md): the eager Python step spent ~14 ms of a
 // 38 ms batch-8 step outside its matmuls - ~25 small ops per layer at 10-20 us of Python dispatch each,
-// and SDPA at ~245 us per layer for a few MFLOP of work. Here the matmuls are the same oneDNN
-// pre-packed kernels (called through the dispatcher), and everything between them runs as a few plain
-// loops: RMSNorm fused with the residual add, RoPE + the KV-cache write + grouped-query attention in one
-// pass per (row, kv head), and SiLU(gate) * up.
+// and SDPA at ~245 us per layer for a few MFLOP of work - and oneDNN's pre-packed matmuls streamed the
+// weights at half the machine's read bandwidth. Here the matmuls run on our panel-packed kernel
+// (panel_linear; oneDNN or at::linear for a weight it cannot pack), and everything between them runs as a
+// few plain loops: RMSNorm fused with the residual add, RoPE + the KV-cache write + grouped-query
+// attention in one pass per (row, kv head), and SiLU(gate) * up. Also here: the top-p nucleus (nucleus).
 //
 // Arithmetic is HF's (LlamaRMSNorm, rotate_half RoPE, softmax(q k^T * scale) v, SiLU MLP); only the
-// order of floating-point sums differs. Registered as torch.ops.tulu.decode_layers; built and loaded by
-// tulu/rollout/kernels.py, which falls back to the Python step when no compiler is available.
+// order of floating-point sums differs, and it is the same for every row whatever the batch (batch
+// invariance, tested). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
+// falls back to the Python step when no compiler is available.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -110,8 +112,8 @@ inline void map8(float* out, const float* in, int64_t n, F f) {
 
 constexpr int64_t kPanel = 8;
 
-// y[r, 8v + j] (+)= sum_k x[r, k] w_v[k, j] for r < MR, v < NV, where w_v = w + v * K * 8 is the v-th
-// panel from w.
+// y[r, 8v + j] = bias[8v + j] (or 0) + sum_k x[r, k] w_v[k, j] for r < MR, v < NV, where w_v = w + v * K * 8
+// is the v-th panel from w: one FMA chain over k per output, in the same order for any MR.
 template <int MR, int NV, bool PF>
 inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, float* y, int64_t ldy,
                         const float* bias) {
@@ -377,8 +379,8 @@ void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter) {
   });
 }
 
-void check_f32(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), "decode_layers: ", name,
+void check_f32(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), op, ": ", name,
               " must be a contiguous CPU float32 tensor");
 }
 
@@ -389,17 +391,25 @@ void check_f32(const at::Tensor& t, const char* name) {
 at::Tensor decode_layers(const at::Tensor& x_in, const std::vector<at::Tensor>& weights, const at::Tensor& cache,
                          const at::Tensor& positions, const at::Tensor& cos, const at::Tensor& sin, int64_t heads,
                          int64_t kv_heads, double eps, double scale) {
-  check_f32(x_in, "x");
-  check_f32(cache, "cache");
-  check_f32(cos, "cos");
-  check_f32(sin, "sin");
-  TORCH_CHECK(positions.scalar_type() == at::kLong && positions.is_contiguous(), "decode_layers: positions must be int64");
-  TORCH_CHECK(weights.size() % kPerLayer == 0, "decode_layers: expected ", kPerLayer, " tensors per layer, got ",
-              weights.size());
+  const char* op = "decode_layers";
+  check_f32(x_in, op, "x");
+  check_f32(cache, op, "cache");
+  check_f32(cos, op, "cos");
+  check_f32(sin, op, "sin");
+  TORCH_CHECK(positions.scalar_type() == at::kLong && positions.is_contiguous() && positions.dim() == 1 &&
+                  positions.size(0) == x_in.size(0),
+              "decode_layers: positions must be int64 with one entry per row of x");
+  TORCH_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0, "decode_layers: ", heads,
+              " query heads cannot be grouped over ", kv_heads, " kv heads");
+  TORCH_CHECK(!weights.empty() && weights.size() % kPerLayer == 0, "decode_layers: expected ", kPerLayer,
+              " tensors per layer, got ", weights.size());
   const int64_t layers = static_cast<int64_t>(weights.size()) / kPerLayer;
   TORCH_CHECK(cache.dim() == 6 && cache.size(0) == layers && cache.size(1) == 2 && cache.size(3) == kv_heads,
               "decode_layers: cache must be [layers, 2, slots, kv_heads, max_len, dim]");
   const int64_t B = x_in.size(0), hidden = x_in.size(1), D = cache.size(5);
+  TORCH_CHECK(weights[0].numel() == hidden && cos.size(0) == B && cos.size(1) == D && sin.sizes() == cos.sizes(),
+              "decode_layers: x is [", B, ", ", hidden, "] but the norm weight has ", weights[0].numel(),
+              " elements, or cos/sin are not [", B, ", ", D, "]");
   const AttnShape shape{B, heads, kv_heads, D, cache.size(2), cache.size(4)};
   TORCH_CHECK(B <= shape.slots, "decode_layers: ", B, " rows but the cache has ", shape.slots, " slots");
   const int64_t* pos = positions.data_ptr<int64_t>();
@@ -444,7 +454,7 @@ at::Tensor decode_layers(const at::Tensor& x_in, const std::vector<at::Tensor>& 
 // only the tokens of the buckets that reach top_p between them are sorted (the nucleus cannot reach
 // below them). torch.topk of 256-4096 candidates per row measured ~19% of a sampled step at 32 rows.
 std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p) {
-  check_f32(z_in, "z");
+  check_f32(z_in, "nucleus", "z");
   TORCH_CHECK(z_in.dim() == 2 && z_in.size(1) > 0, "nucleus: z must be [rows, vocab]");
   TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, "nucleus: top_p must be in (0, 1], got ", top_p);
   const int64_t B = z_in.size(0), V = z_in.size(1);
