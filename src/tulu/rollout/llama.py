@@ -243,11 +243,15 @@ class FastLlama:
             v = qkv[:, (nh + nkv) * d:].view(total, nkv, d)
             kv[i, 0] = k
             kv[i, 1] = v
-            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [heads, tokens, dim]
-            att = torch.cat([F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=self.scale,
-                                                            enable_gqa=nh != nkv)
-                             for qs, ks, vs in zip(q.split(lens, 1), k.split(lens, 1), v.split(lens, 1))], dim=1)
-            x = x + layer.o(att.transpose(0, 1).reshape(total, nh * d))
+            # [1, heads, tokens, dim], keys/values repeated per query head (HF's repeat_kv order): with
+            # enable_gqa, or with 3-D inputs, CPU SDPA takes its unfused math path (measured 4-11x slower
+            # at 45-900 tokens than the fused causal kernel these 4-D inputs get)
+            q = q.transpose(0, 1)[None]
+            k = k.transpose(0, 1).repeat_interleave(nh // nkv, dim=0)[None]
+            v = v.transpose(0, 1).repeat_interleave(nh // nkv, dim=0)[None]
+            att = torch.cat([F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=self.scale)
+                             for qs, ks, vs in zip(q.split(lens, 2), k.split(lens, 2), v.split(lens, 2))], dim=2)
+            x = x + layer.o(att[0].transpose(0, 1).reshape(total, nh * d))
             h = rms_norm(x, layer.ln2, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
