@@ -9,7 +9,7 @@ mkdir -p benchmarks/results
 declare -A CMD=(
   [sft]="benchmarks/sft_throughput.py"
   [dpo]="benchmarks/dpo_throughput.py"
-  [generation]="benchmarks/generation_throughput.py"
+  [generation]="benchmarks/generation_throughput.py --ablation"
   [decontam]="benchmarks/decontam_throughput.py"
   [verifiers]="benchmarks/verifier_throughput.py --n 300"
   [verifier_parity]="benchmarks/verifier_parity.py"
