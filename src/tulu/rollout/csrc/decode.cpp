@@ -189,11 +189,11 @@ at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std:
     at::parallel_for(0, P / 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t pp = begin; pp < end; ++pp) {
         const int64_t col = 2 * pp * kPanel;
+        const float* w = wptr + 2 * pp * K * kPanel;
+        const float* bias_p = bp != nullptr ? bp + col : nullptr;
         int64_t r = m0;
         for (int64_t i = 0; i < blocks; ++i) {
           const int64_t n = rows / blocks + (i < rows % blocks ? 1 : 0);
-          const float* w = wptr + 2 * pp * K * kPanel;
-          const float* bias_p = bp != nullptr ? bp + col : nullptr;
           if (i == 0)  // the first row block prefetches the next pair of panels
             panel_block_n<6, 2, true>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
           else
@@ -514,13 +514,14 @@ std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p)
   for (int64_t b = 0; b < B; ++b) {
     const auto& row = picked[b];
     const int64_t have = std::min<int64_t>(K, static_cast<int64_t>(row.size()));
-    std::vector<bool> used(V, false);
     for (int64_t j = 0; j < have; ++j) {
       pp[b * K + j] = row[j].first;
       ip[b * K + j] = row[j].second;
-      used[row[j].second] = true;
     }
-    int64_t next = 0;  // past the candidates: the lowest ids not used yet
+    if (have == K) continue;
+    std::vector<bool> used(V, false);  // past the candidates: the lowest ids not used yet
+    for (int64_t j = 0; j < have; ++j) used[row[j].second] = true;
+    int64_t next = 0;
     for (int64_t j = have; j < K; ++j) {
       while (used[next]) ++next;
       ip[b * K + j] = next++;
@@ -532,7 +533,8 @@ std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p)
 }  // namespace
 
 TORCH_LIBRARY(tulu, m) {
-  // A catch-all kernel: the packed weights are oneDNN tensors, whose dispatch key would outrank CPU.
+  // Catch-all kernels: a weight the panels cannot take is a oneDNN tensor, whose dispatch key would
+  // outrank CPU.
   m.def("decode_layers(Tensor x, Tensor[] weights, Tensor cache, Tensor positions, Tensor cos, Tensor sin, "
         "int heads, int kv_heads, float eps, float scale) -> Tensor",
         TORCH_FN(decode_layers));
