@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tulu.rollout import SamplingParams, get_backend
-from tulu.rollout.fast import FastBackend
+from tulu.rollout.common import encode_prompts
+from tulu.rollout.fast import MIN_SHARED_PREFIX, FastBackend
 
 QUESTIONS = ["What is 2+2?", "Write a poem about the sea.", "Explain gravity to a child.", "List three fruits.",
              "Translate 'good morning' to French."]
@@ -58,13 +59,92 @@ def test_continuous_batching_does_not_change_results(peaked):
 def test_prompt_is_prefilled_once_per_group(tiny, monkeypatch):
     model, tok = tiny
     be = FastBackend(model, tok, max_batch_size=3)
-    seen = []
+    calls = []
     orig = be.engine.prefill
-    monkeypatch.setattr(be.engine, "prefill", lambda seqs: seen.append(len(seqs)) or orig(seqs))
+    monkeypatch.setattr(be.engine, "prefill",
+                        lambda seqs, past=None: calls.append((len(seqs), past is not None)) or orig(seqs, past=past))
     outs = be.generate(_prompts()[:2], SamplingParams(n=4, temperature=1.0, max_new_tokens=5, seed=0))
-    assert sum(seen) == 2  # two prompts, eight samples, two prompt computations
+    # the chat template's common start once, then two prompts (eight samples) after it
+    assert calls[0] == (1, False)
+    assert sum(n for n, after in calls[1:] if after) == 2 and all(after for _, after in calls[1:])
     assert all(len(o.completions) == 4 for o in outs)
     assert len({tuple(c.token_ids) for c in outs[0].completions}) > 1  # distinct samples from one prefix
+
+
+SYSTEM = ("You are a careful assistant. Answer in one short paragraph, cite no sources, and say so when you "
+          "do not know. Here are two examples. Q: What is 1+1? A: 2. Q: Capital of France? A: Paris.")
+
+
+def _with_system(qs=QUESTIONS):
+    return [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in qs]
+
+
+def _common_prefix(seqs):
+    n = min(len(s) for s in seqs)
+    return next((j for j in range(n) if len({s[j] for s in seqs}) > 1), n)
+
+
+def test_prefill_after_a_shared_prefix_equals_the_full_prefill(tiny):
+    """prefill(suffixes, past=prefix kv) gives the logits and keys/values of prefilling the whole prompts."""
+    model, tok = tiny
+    eng = FastBackend(model, tok).engine
+    seqs = encode_prompts(_with_system()[:3], tok, "tokenizer")
+    p = _common_prefix(seqs)
+    assert p > 40
+    full_logits, full_kv = eng.prefill(seqs)
+    _, past = eng.prefill([seqs[0][:p]])
+    logits, kv = eng.prefill([s[p:] for s in seqs], past=past)
+    torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-5)
+    off = full_off = 0
+    for s in seqs:
+        n = len(s) - p
+        torch.testing.assert_close(full_kv[:, :, full_off:full_off + p], past, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(full_kv[:, :, full_off + p:full_off + len(s)], kv[:, :, off:off + n],
+                                   atol=1e-5, rtol=1e-5)
+        off, full_off = off + n, full_off + len(s)
+
+
+@pytest.mark.parametrize("params", [SamplingParams(max_new_tokens=10),
+                                    SamplingParams(n=2, temperature=1.0, top_p=0.9, max_new_tokens=10, seed=5)])
+def test_shared_prefix_is_prefilled_once_and_changes_no_output(peaked, monkeypatch, params):
+    model, tok = peaked
+    prompts = _with_system()
+    shared = FastBackend(model, tok, max_batch_size=3)  # 3 slots for 5 prompts: several prefill calls
+    tokens = []
+    orig = shared.engine.prefill
+    monkeypatch.setattr(shared.engine, "prefill",
+                        lambda seqs, past=None: tokens.append(sum(map(len, seqs))) or orig(seqs, past=past))
+    a = shared.generate(prompts, params)
+    b = FastBackend(model, tok, max_batch_size=3, share_prefix=False).generate(prompts, params)
+    ids = encode_prompts(prompts, tok, "tokenizer")
+    p = _common_prefix(ids)
+    assert sum(tokens) == p + sum(len(x) - p for x in ids)  # the prefix once, then only each prompt's own tokens
+    for x, y in zip(a, b):
+        assert [c.token_ids for c in x.completions] == [c.token_ids for c in y.completions]
+        for cx, cy in zip(x.completions, y.completions):
+            assert cx.prompt_token_ids == cy.prompt_token_ids
+            assert cx.logprobs == pytest.approx(cy.logprobs, abs=1e-5)
+
+
+def test_shared_prefix_when_one_prompt_is_the_start_of_another(tiny, monkeypatch):
+    """Each prompt keeps at least its last token out of the shared prefix (its logits are needed), also when
+    a whole prompt is the start of another; a common prefix under MIN_SHARED_PREFIX tokens is not shared."""
+    model, tok = tiny
+    long = tok.encode(SYSTEM)
+    p = SamplingParams(max_new_tokens=6)
+    shared = FastBackend(model, tok, max_batch_size=4)
+    calls = []
+    orig = shared.engine.prefill
+    monkeypatch.setattr(shared.engine, "prefill",
+                        lambda seqs, past=None: calls.append((list(map(len, seqs)), past is not None)) or orig(seqs, past=past))
+    plain = FastBackend(model, tok, max_batch_size=4, share_prefix=False)
+    for short, expect in ((20, [([19], False), ([1, len(long) - 19], True)]),
+                          (MIN_SHARED_PREFIX, [([MIN_SHARED_PREFIX, len(long)], False)])):
+        calls.clear()
+        ps = [long[:short], long]
+        a, b = shared.generate(ps, p), plain.generate(ps, p)
+        assert calls == expect
+        assert [o.completions[0].token_ids for o in a] == [o.completions[0].token_ids for o in b]
 
 
 def test_seeded_sampling_is_reproducible_and_logprobs_match_teacher_forcing(tiny):

@@ -88,3 +88,40 @@ def test_compiled_nucleus_is_the_exact_nucleus(monkeypatch, temperature, top_p):
     ref_probs, ref_ids = sampling.candidates(z[1:], 0, top_p)
     u = torch.rand(z.shape[0] - 1, generator=g)
     assert torch.equal(sampling.draw(probs[1:], ids[1:], u), sampling.draw(ref_probs, ref_ids, u))
+
+
+def test_compiled_argmax_logsumexp_matches_torch():
+    """The fused greedy pass against torch.argmax and float64 logsumexp: shapes with and without an 8-wide
+    tail, ties (first index wins), and torch's answers for NaN, all -inf and +inf rows."""
+    from tulu.rollout import kernels
+
+    if not kernels.available():
+        pytest.skip("the compiled kernels could not be built here")
+    g = torch.Generator().manual_seed(2)
+    for rows, vocab in ((1, 1), (3, 7), (4, 1001), (32, 49152)):
+        z = torch.randn(rows, vocab, generator=g) * 6
+        z[0, vocab // 2:] = z[0].max() + 1  # a tie at the top: the first index wins
+        ids, lse = torch.ops.tulu.argmax_logsumexp(z)
+        assert torch.equal(ids, z.argmax(-1))
+        torch.testing.assert_close(lse.double(), z.double().logsumexp(-1), atol=2e-6, rtol=0)
+    inf, nan = float("inf"), float("nan")
+    z = torch.tensor([[0.0, nan, 1.0, nan], [-inf] * 4, [0.0, inf, 1.0, inf], [-inf, 2.0, -inf, 3.0]])
+    ids, lse = torch.ops.tulu.argmax_logsumexp(z)
+    assert torch.equal(ids, z.argmax(-1))
+    torch.testing.assert_close(lse, z.logsumexp(-1), equal_nan=True)
+    with pytest.raises(RuntimeError, match="rows, vocab"):
+        torch.ops.tulu.argmax_logsumexp(torch.zeros(3))
+
+
+def test_greedy_returns_argmax_and_its_log_softmax(monkeypatch):
+    from tulu.rollout import kernels
+
+    logits = torch.randn(5, 3000) * 4
+    ref_tok, ref_lp = logits.argmax(-1), torch.log_softmax(logits.double(), -1).max(-1).values
+    for compiled in (True, False):
+        if compiled and not kernels.available():
+            continue
+        monkeypatch.setattr(kernels, "available", lambda c=compiled: c)
+        toks, lps = sampling.greedy(logits)
+        assert torch.equal(toks, ref_tok)
+        torch.testing.assert_close(lps.double(), ref_lp, atol=2e-6, rtol=0)

@@ -2,8 +2,10 @@
 
 How one ``generate`` call runs:
 
-1. Prompts are encoded and queued. Prompts are prefilled several at a time, packed into one row
-   (causal attention within each prompt; :meth:`FastLlama.prefill`), and each prompt's keys/values and
+1. Prompts are encoded and queued. The longest prefix that all of them share (chat template, system
+   prompt, few-shot examples), when it is at least ``MIN_SHARED_PREFIX`` tokens, is prefilled once.
+   Prompts are then prefilled several at a time after it, packed into one row (causal attention within
+   each prompt and to the shared prefix; :meth:`FastLlama.prefill`), and each prompt's keys/values and
    last-token logits are kept until all its ``n`` samples have been admitted: the prompt is computed
    once however many samples are drawn from it (GRPO groups).
 2. A preallocated cache ``[layers, 2, slots, kv_heads, max_len, dim]`` holds up to ``max_batch_size``
@@ -45,6 +47,8 @@ from tulu.rollout.llama import FastLlama
 
 log = logging.getLogger(__name__)
 
+MIN_SHARED_PREFIX = 8  # tokens; a shorter common prefix is not worth its own prefill call
+
 
 @dataclass
 class _Prefix:
@@ -52,7 +56,7 @@ class _Prefix:
 
     index: int
     ids: list[int]
-    kv: torch.Tensor  # [layers, 2, kv_heads, len, dim]
+    kv: torch.Tensor  # [layers, 2, kv_heads, len - shared prefix, dim]
     logits: torch.Tensor  # [vocab], at the last prompt token
     next_sample: int = 0
 
@@ -78,13 +82,15 @@ class FastBackend(GenerationBackend):
 
     ``compiled``: use the compiled CPU decode step and matmul (``None``: whenever they load; ``False``: the
     Python step on oneDNN kernels, for comparison; ``True``: require them).
+    ``share_prefix``: prefill the prefix common to all prompts of a call once (outputs are the same either
+    way up to float rounding; ``False`` for comparison).
     """
 
     name = "fast"
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, kv_cache_gb: float = 2.0,
                  prefill_tokens: int = 2048, template: str = "tokenizer", device: str | None = None,
-                 compiled: bool | None = None):
+                 compiled: bool | None = None, share_prefix: bool = True):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.tokenizer = tokenizer
@@ -95,6 +101,7 @@ class FastBackend(GenerationBackend):
         self.kv_cache_bytes = int(kv_cache_gb * 2**30)
         self.prefill_tokens = prefill_tokens
         self.template = template
+        self.share_prefix = share_prefix
 
     def update_weights(self, state_dict) -> None:
         """In-place weight update from a training process (HF parameter names)."""
@@ -136,6 +143,8 @@ class _Run:
         self.active: list[_Seq] = []
         self.results: list[list[Completion | None]] = [[None] * params.n for _ in ids]
         self.seed = None if params.greedy else base_seed(params)
+        self.shared = self._shared_prefix() if backend.share_prefix else None  # [layers, 2, P, kv_heads, dim]
+        self.start = 0 if self.shared is None else self.shared.shape[2]
 
     # ------------------------------------------------------------------ loop
     def loop(self, bar) -> None:
@@ -154,29 +163,42 @@ class _Run:
             if pre.next_sample == self.params.n:
                 self.prefixes.popleft()
             row = len(self.active)
-            p = len(pre.ids)
-            self.cache[:, :, row, :, :p] = pre.kv
+            if self.shared is not None:
+                self.cache[:, :, row, :, :self.start] = self.shared.permute(0, 1, 3, 2, 4)
+            self.cache[:, :, row, :, self.start:len(pre.ids)] = pre.kv
             self._append(seq, pre.logits[None])
             if self._done(seq):
                 self._finish(seq, bar)
             else:
                 self.active.append(seq)
 
+    def _shared_prefix(self) -> torch.Tensor | None:
+        """Keys/values of the longest prefix common to all prompts (each keeps at least one token of its own,
+        whose logits it needs), when there are several prompts and it is long enough."""
+        if len(self.ids) < 2:
+            return None
+        first, n = self.ids[0], min(len(p) for p in self.ids) - 1
+        for p in self.ids[1:]:
+            n = next((j for j in range(n) if p[j] != first[j]), n)
+        if n < MIN_SHARED_PREFIX:
+            return None
+        return self.eng.prefill([first[:n]])[1]
+
     def _prefill(self, free: int) -> None:
         """Prefill queued prompts packed together: enough samples to fill ``free`` rows, within the
         prefill token budget (always at least one prompt)."""
         batch: list[int] = []
         tokens = samples = 0
-        while self.waiting and (not batch or (samples < free and tokens + len(self.ids[self.waiting[0]])
+        while self.waiting and (not batch or (samples < free and tokens + len(self.ids[self.waiting[0]]) - self.start
                                                <= self.b.prefill_tokens)):
             i = self.waiting.popleft()
             batch.append(i)
-            tokens += len(self.ids[i])
+            tokens += len(self.ids[i]) - self.start
             samples += self.params.n
-        logits, kv = self.eng.prefill([self.ids[i] for i in batch])
+        logits, kv = self.eng.prefill([self.ids[i][self.start:] for i in batch], past=self.shared)
         off = 0
         for j, i in enumerate(batch):
-            p = len(self.ids[i])
+            p = len(self.ids[i]) - self.start
             self.prefixes.append(_Prefix(i, self.ids[i], kv[:, :, off:off + p].permute(0, 1, 3, 2, 4),
                                          logits[j]))
             off += p
@@ -211,11 +233,14 @@ class _Run:
 
     def _append_many(self, seqs: list[_Seq], logits: torch.Tensor) -> None:
         p = self.params
-        uniforms = None
-        if not p.greedy:
+        lps = None
+        if p.greedy:
+            toks, lp = sampling.greedy(logits)  # argmax and log-sum-exp in one pass
+            lps = lp.tolist() if p.logprobs else None
+        else:
             uniforms = torch.stack([torch.rand((), generator=s.generator) for s in seqs]).to(logits.device)
-        toks = sampling.sample(logits, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, uniforms=uniforms)
-        lps = sampling.token_logprobs(logits, toks, p.temperature).tolist() if p.logprobs else None
+            toks = sampling.sample(logits, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, uniforms=uniforms)
+            lps = sampling.token_logprobs(logits, toks, p.temperature).tolist() if p.logprobs else None
         for j, (s, t) in enumerate(zip(seqs, toks.tolist())):
             s.out.append(t)
             if lps is not None:

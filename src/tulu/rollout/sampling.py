@@ -26,10 +26,29 @@ def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits if temperature in (0.0, 1.0) else logits / temperature
 
 
+def _compiled(z: torch.Tensor) -> bool:
+    return z.device.type == "cpu" and z.dtype == torch.float32 and kernels.available()
+
+
+def argmax_logsumexp(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z.argmax(-1), z.logsumexp(-1))`` of 2-D ``z``; on CPU fp32 one compiled pass per row."""
+    if _compiled(z):
+        return torch.ops.tulu.argmax_logsumexp(z.contiguous())
+    return z.argmax(-1), torch.logsumexp(z, dim=-1)
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
     """``log_softmax(logits / T)[b, tokens[b]]`` for each row (``T = 1`` when greedy)."""
     z = scaled(logits.float(), temperature)
-    return z.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(z, dim=-1)
+    lse = argmax_logsumexp(z)[1] if _compiled(z) else torch.logsumexp(z, dim=-1)
+    return z.gather(-1, tokens[:, None])[:, 0] - lse
+
+
+def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy tokens and their log-probs (``log_softmax(logits)`` at the argmax), in one pass on CPU."""
+    z = logits.float()
+    toks, lse = argmax_logsumexp(z)
+    return toks, z.gather(-1, toks[:, None])[:, 0] - lse
 
 
 def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +60,7 @@ def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor,
     vocab = z.shape[-1]
     if top_k <= 0 and top_p >= 1.0:
         return torch.softmax(z, dim=-1), torch.arange(vocab, device=z.device).expand_as(z)
-    if top_k <= 0 and z.device.type == "cpu" and z.dtype == torch.float32 and kernels.available():
+    if top_k <= 0 and _compiled(z):
         return torch.ops.tulu.nucleus(z.contiguous(), top_p)  # the same, without sorting the vocabulary
     k = min(top_k, vocab) if top_k > 0 else min(_NUCLEUS_START, vocab)
     full_lse = torch.logsumexp(z, dim=-1, keepdim=True) if top_k <= 0 else None

@@ -530,6 +530,73 @@ std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p)
   return {probs, ids};
 }
 
+// ---------------------------------------------------------------------------------------------------
+// argmax and log-sum-exp of each row of z [B, V] in two passes over the row (max, then the sum of exp in
+// eight float lanes flushed to double every 512 tokens): what a greedy step needs for its token and that
+// token's log-prob, and what a sampled step needs for its log-probs. torch.argmax + torch.logsumexp
+// measured ~4.5 ms a step at 32 rows of this model's 49,152 logits. Semantics are torch's: the first
+// index of the maximum; a row with a NaN gives the first NaN's index and NaN; a row of -inf gives
+// (0, -inf); a +inf gives +inf.
+std::tuple<at::Tensor, at::Tensor> argmax_logsumexp(const at::Tensor& z_in) {
+  check_f32(z_in, "argmax_logsumexp", "z");
+  TORCH_CHECK(z_in.dim() == 2 && z_in.size(1) > 0, "argmax_logsumexp: z must be [rows, vocab]");
+  const int64_t B = z_in.size(0), V = z_in.size(1);
+  const at::Tensor zc = z_in.contiguous();
+  const float* z = zc.data_ptr<float>();
+  at::Tensor ids = at::empty({B}, zc.options().dtype(at::kLong));
+  at::Tensor lse = at::empty({B}, zc.options());
+  int64_t* ip = ids.data_ptr<int64_t>();
+  float* lp = lse.data_ptr<float>();
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float* zr = z + b * V;
+      v8 vm = splat(-INFINITY);
+      vi8 nan{};
+      int64_t i = 0;
+      for (; i + 8 <= V; i += 8) {
+        const v8 v = load8(zr + i);
+        nan |= (v != v);
+        vm = v > vm ? v : vm;
+      }
+      float mx = vm[0];
+      bool has_nan = false;
+      for (int j = 0; j < 8; ++j) {
+        mx = std::max(mx, vm[j]);
+        has_nan |= nan[j] != 0;
+      }
+      for (; i < V; ++i) {
+        has_nan |= std::isnan(zr[i]);
+        mx = std::max(mx, zr[i]);
+      }
+      if (has_nan) {
+        int64_t k = 0;
+        while (!std::isnan(zr[k])) ++k;
+        ip[b] = k;
+        lp[b] = NAN;
+        continue;
+      }
+      int64_t k = 0;
+      while (zr[k] != mx) ++k;
+      ip[b] = k;
+      if (std::isinf(mx)) {  // all -inf, or a +inf
+        lp[b] = mx;
+        continue;
+      }
+      const v8 vmx = splat(mx);
+      double total = 0.0;
+      i = 0;
+      while (i + 8 <= V) {
+        v8 acc{};
+        for (const int64_t stop = std::min(V - V % 8, i + 512); i < stop; i += 8) acc += exp8(load8(zr + i) - vmx);
+        for (int j = 0; j < 8; ++j) total += acc[j];
+      }
+      for (; i < V; ++i) total += std::exp(zr[i] - mx);
+      lp[b] = static_cast<float>(mx + std::log(total));
+    }
+  });
+  return {ids, lse};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tulu, m) {
@@ -541,4 +608,5 @@ TORCH_LIBRARY(tulu, m) {
   m.def("pack_panels(Tensor w) -> Tensor", TORCH_FN(pack_panels));
   m.def("panel_linear(Tensor x, Tensor w, Tensor? bias) -> Tensor", TORCH_FN(panel_linear));
   m.def("nucleus(Tensor z, float top_p) -> (Tensor, Tensor)", TORCH_FN(nucleus));
+  m.def("argmax_logsumexp(Tensor z) -> (Tensor, Tensor)", TORCH_FN(argmax_logsumexp));
 }
