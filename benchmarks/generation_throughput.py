@@ -7,7 +7,9 @@ For batch 1, 8 and 32, greedy and sampled (T=1, top-p 0.95), 128 new tokens per 
 * ours: ``tulu.rollout.fast.FastBackend`` with ``max_batch_size`` equal to the batch (on CPU fp32: the
   compiled decode step of ``csrc/decode.cpp``; the header says whether it loaded);
 * with ``--ablation``, also ours without the compiled kernels (``compiled=False``: the Python step on
-  oneDNN pre-packed weights, the engine before the compiled step existed).
+  oneDNN pre-packed weights, the engine before the compiled step existed) and ours without prefilling the
+  prompts' shared prefix once (``share_prefix=False``; here the chat template's 31-token start, system
+  prompt included, of ~41 tokens per prompt).
 
 Tokens/s counts generated tokens (each sample up to its stop token or 128) over wall time including
 prefill. Greedy outputs are compared token for token. The physical bound per decode step is
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="batch 1 and 8, 32 new tokens")
     ap.add_argument("--ablation", action="store_true",
-                    help="also time our backend without the compiled kernels (compiled=False)")
+                    help="also time our backend without the compiled kernels (compiled=False) and without "
+                         "the shared-prefix prefill (share_prefix=False)")
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.max_new_tokens = "1,8", 32
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}: {n_params / 1e6:.1f}M params, {weight_bytes / 2**20:.0f} MiB fp32; "
           f"threads {args.threads} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); measured fp32 matmul peak {gflops:.0f} GFLOP/s, read bandwidth {bw:.1f} GB/s")
     print(f"compiled decode step (csrc/decode.cpp): {'loaded' if kernels.available() else 'NOT available'}")
-    ablation = f" {'no-kernels':>10} {'gain':>6}" if args.ablation else ""
+    ablation = f" {'no-kernels':>10} {'gain':>6} {'no-share':>8} {'gain':>6}" if args.ablation else ""
     print(f"{'batch':>5} {'mode':>8} {'HF tok/s':>9} {'ours tok/s':>10} {'ratio':>7} {'bound tok/s':>11} "
           f"{'ours/bound':>10} {'matmul floor':>12} {'ours/floor':>10}{ablation}  greedy identical")
     ok = True
@@ -149,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         hf = HFBackend(model, tok, batch_size=batch)
         fast = FastBackend(model, tok, max_batch_size=batch)
         fast.generate(ps[:1], SamplingParams(max_new_tokens=2))  # warm-up (allocator, kernels)
-        plain = None
+        plain = noshare = None
         if args.ablation:
             plain = FastBackend(model, tok, max_batch_size=batch, compiled=False)
             plain.generate(ps[:1], SamplingParams(max_new_tokens=2))
+            noshare = FastBackend(model, tok, max_batch_size=batch, share_prefix=False)
         floor = linear_floor_tok_s(fast.engine, batch)
         for mode in args.modes.split(","):
             sp = (SamplingParams(max_new_tokens=args.max_new_tokens) if mode == "greedy" else
@@ -162,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             extra = ""
             if plain is not None:
                 plain_rate = run(plain, ps, sp)[0]
-                extra = f" {plain_rate:>10.1f} {our_rate / plain_rate:>5.2f}×"
+                noshare_rate, noshare_ids, _ = run(noshare, ps, sp)
+                extra = (f" {plain_rate:>10.1f} {our_rate / plain_rate:>5.2f}× {noshare_rate:>8.1f} "
+                         f"{our_rate / noshare_rate:>5.2f}×")
+                if mode == "greedy":
+                    ok &= noshare_ids == our_ids
             same = "-"
             if mode == "greedy":
                 same = "yes" if hf_ids == our_ids else f"NO ({sum(a != b for a, b in zip(hf_ids, our_ids))} differ)"
