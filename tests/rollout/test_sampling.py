@@ -114,6 +114,8 @@ def test_compiled_argmax_logsumexp_matches_torch():
 
 
 def test_greedy_returns_argmax_and_its_log_softmax(monkeypatch):
+    """Both paths (compiled=False keeps to torch ops: the op must not be called) give the argmax and its
+    log-softmax."""
     from tulu.rollout import kernels
 
     logits = torch.randn(5, 3000) * 4
@@ -121,7 +123,9 @@ def test_greedy_returns_argmax_and_its_log_softmax(monkeypatch):
     for compiled in (True, False):
         if compiled and not kernels.available():
             continue
-        monkeypatch.setattr(kernels, "available", lambda c=compiled: c)
-        toks, lps = sampling.greedy(logits)
+        with monkeypatch.context() as m:
+            if not compiled:
+                m.setattr(torch.ops.tulu, "argmax_logsumexp", None, raising=False)  # a call would fail
+            toks, lps = sampling.greedy(logits, compiled)
         assert torch.equal(toks, ref_tok)
         torch.testing.assert_close(lps.double(), ref_lp, atol=2e-6, rtol=0)

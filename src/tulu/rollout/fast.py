@@ -233,14 +233,14 @@ class _Run:
 
     def _append_many(self, seqs: list[_Seq], logits: torch.Tensor) -> None:
         p = self.params
-        lps = None
         if p.greedy:
-            toks, lp = sampling.greedy(logits)  # argmax and log-sum-exp in one pass
+            toks, lp = sampling.greedy(logits, self.eng.compiled)  # argmax and log-sum-exp in one pass
             lps = lp.tolist() if p.logprobs else None
         else:
             uniforms = torch.stack([torch.rand((), generator=s.generator) for s in seqs]).to(logits.device)
-            toks = sampling.sample(logits, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, uniforms=uniforms)
-            lps = sampling.token_logprobs(logits, toks, p.temperature).tolist() if p.logprobs else None
+            toks = sampling.sample(logits, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, uniforms=uniforms,
+                                   compiled=self.eng.compiled)
+            lps = sampling.token_logprobs(logits, toks, p.temperature, self.eng.compiled).tolist() if p.logprobs else None
         for j, (s, t) in enumerate(zip(seqs, toks.tolist())):
             s.out.append(t)
             if lps is not None:

@@ -26,32 +26,35 @@ def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits if temperature in (0.0, 1.0) else logits / temperature
 
 
-def _compiled(z: torch.Tensor) -> bool:
-    return z.device.type == "cpu" and z.dtype == torch.float32 and kernels.available()
+def _compiled(z: torch.Tensor, allowed: bool) -> bool:
+    """Whether the compiled CPU kernels take ``z`` (``allowed=False``: the torch ops, e.g. for the fast
+    backend's ``compiled=False`` comparison)."""
+    return allowed and z.device.type == "cpu" and z.dtype == torch.float32 and kernels.available()
 
 
-def argmax_logsumexp(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def argmax_logsumexp(z: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``(z.argmax(-1), z.logsumexp(-1))`` of 2-D ``z``; on CPU fp32 one compiled pass per row."""
-    if _compiled(z):
+    if _compiled(z, compiled):
         return torch.ops.tulu.argmax_logsumexp(z.contiguous())
     return z.argmax(-1), torch.logsumexp(z, dim=-1)
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
+                   compiled: bool = True) -> torch.Tensor:
     """``log_softmax(logits / T)[b, tokens[b]]`` for each row (``T = 1`` when greedy)."""
     z = scaled(logits.float(), temperature)
-    lse = argmax_logsumexp(z)[1] if _compiled(z) else torch.logsumexp(z, dim=-1)
+    lse = argmax_logsumexp(z)[1] if _compiled(z, compiled) else torch.logsumexp(z, dim=-1)
     return z.gather(-1, tokens[:, None])[:, 0] - lse
 
 
-def greedy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy(logits: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy tokens and their log-probs (``log_softmax(logits)`` at the argmax), in one pass on CPU."""
     z = logits.float()
-    toks, lse = argmax_logsumexp(z)
+    toks, lse = argmax_logsumexp(z, compiled)
     return toks, z.gather(-1, toks[:, None])[:, 0] - lse
 
 
-def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+def candidates(z: torch.Tensor, top_k: int, top_p: float, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The tokens that may be drawn and their (unnormalised) probabilities, per row.
 
     Returns ``(probs [B, K], ids [B, K])`` with zeros on excluded candidates; without truncation ``K`` is
@@ -60,7 +63,7 @@ def candidates(z: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor,
     vocab = z.shape[-1]
     if top_k <= 0 and top_p >= 1.0:
         return torch.softmax(z, dim=-1), torch.arange(vocab, device=z.device).expand_as(z)
-    if top_k <= 0 and _compiled(z):
+    if top_k <= 0 and _compiled(z, compiled):
         return torch.ops.tulu.nucleus(z.contiguous(), top_p)  # the same, without sorting the vocabulary
     k = min(top_k, vocab) if top_k > 0 else min(_NUCLEUS_START, vocab)
     full_lse = torch.logsumexp(z, dim=-1, keepdim=True) if top_k <= 0 else None
@@ -87,11 +90,12 @@ def draw(probs: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor) -> torc
 
 
 def sample(logits: torch.Tensor, *, temperature: float, top_k: int, top_p: float,
-           uniforms: torch.Tensor | None) -> torch.Tensor:
-    """Next token per row: argmax when ``temperature == 0``, else a draw from the truncated distribution."""
+           uniforms: torch.Tensor | None, compiled: bool = True) -> torch.Tensor:
+    """Next token per row: argmax when ``temperature == 0``, else a draw from the truncated distribution.
+    ``compiled=False`` keeps to torch ops (the compiled top-p draws the same tokens)."""
     if temperature == 0.0:
         return logits.argmax(-1)
     if uniforms is None:
         raise ValueError("sampling needs one uniform number per row")
-    probs, ids = candidates(scaled(logits.float(), temperature), top_k, top_p)
+    probs, ids = candidates(scaled(logits.float(), temperature), top_k, top_p, compiled)
     return draw(probs, ids, uniforms)
