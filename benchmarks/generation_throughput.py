@@ -7,9 +7,9 @@ For batch 1, 8 and 32, greedy and sampled (T=1, top-p 0.95), 128 new tokens per 
 * ours: ``tulu.rollout.fast.FastBackend`` with ``max_batch_size`` equal to the batch (on CPU fp32: the
   compiled decode step of ``csrc/decode.cpp``; the header says whether it loaded);
 * with ``--ablation``, also ours without the compiled kernels (``compiled=False``: the Python step on
-  oneDNN pre-packed weights and torch's sampling ops, the engine before the compiled step existed) and ours without prefilling the
-  prompts' shared prefix once (``share_prefix=False``; here the chat template's 31-token start, system
-  prompt included, of ~41 tokens per prompt).
+  oneDNN pre-packed weights and torch's sampling ops, the engine before the compiled step existed) and
+  ours without prefilling the prompts' shared prefix once (``share_prefix=False``; here the chat
+  template's 31-token start, system prompt included, of ~41 tokens per prompt).
 
 Tokens/s counts generated tokens (each sample up to its stop token or 128) over wall time including
 prefill. Greedy outputs are compared token for token. The physical bound per decode step is
