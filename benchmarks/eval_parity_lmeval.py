@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    from tulu.eval.cli import make_backend
+    from tulu.rollout import load_backend
     from tulu.eval.runner import evaluate
     from tulu.eval.tasks import get_task
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks.append(t)
     out_dir = Path(args.output)
     t0 = time.time()
-    with make_backend(args.model, args.backend, None, "auto") as backend:
+    with load_backend(args.model, args.backend, None, "auto") as backend:
         evaluate(tasks, backend, model=args.model, output=out_dir, limit=args.limit, batch_size=args.batch_size)
     print(f"generation + our scoring: {time.time() - t0:.0f}s ({args.model}, {args.backend}, limit {args.limit})")
 

@@ -39,7 +39,7 @@ COMMANDS: dict[str, Command] = {
                     "RL with verifiable rewards: PPO as in Tulu 3, and GRPO (Tulu 3 stage 3).", "not yet filed"),
     "decontam": Command("tulu.decontam.cli", "flags",
                         "Find and remove benchmark test items in training data (8-gram overlap).", "#8"),
-    "eval": Command("tulu.eval.cli", "flags", "Evaluate a model on the Tulu 3 dev / unseen suites.", "#7"),
+    "eval": Command("tulu.eval_cli", "flags", "Evaluate a model on the Tulu 3 dev / unseen suites.", "#7"),
     "generate": Command("tulu.rollout.cli", "flags", "Generate completions for a file of prompts.", "#5"),
     "data": Command("tulu.data.cli", "flags", "Validate, convert, inspect and tokenize chat datasets."),
     "model": Command("tulu.model_cli", "flags", "Prepare the embedded model, show model info, chat once."),
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cmd in COMMANDS.items():
         if cmd.kind == "recipe":
             p = sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=False,
-                               epilog="Overrides use dotted keys, e.g. train.learning_rate=1e-5 data.max_seq_length=512.")
+                               epilog="Overrides use dotted keys, e.g. train.learning_rate=1e-5 data.max_length=512.")
             p.add_argument("-h", "--help", action=_RecipeHelp, command=name, help="show options and every config field")
             p.add_argument("recipe", help="YAML recipe file (see recipes/)")
             p.add_argument("overrides", nargs="*", metavar="key=value", help="override a recipe field")

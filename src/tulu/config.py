@@ -23,6 +23,11 @@ import yaml
 T = TypeVar("T")
 
 
+# Keys that older recipes used, and the one name every recipe uses for them now. An old key stops the run with
+# an error that names the new one.
+RENAMED = {"name_or_path": "path", "max_seq_length": "max_length"}
+
+
 class ConfigError(ValueError):
     """A recipe or override that does not fit its config class. The message names file and key."""
 
@@ -78,6 +83,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
+            if isinstance(value, str) and "path" in {f.name for f in dataclasses.fields(tp)}:
+                raise ConfigError(f"{where}: is a mapping now; write `{where}: {{path: {value}}}` "
+                                  f"(override: {where}.path={value})")
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return _build(tp, value, where)
     if tp is bool:
@@ -118,6 +126,11 @@ def _build(cls: type[T], data: dict, where: str) -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
+    for k in unknown:
+        new = RENAMED.get(k)
+        if new is not None and new in fields:
+            dotted = f"{where}.{k}" if where else k
+            raise ConfigError(f"{dotted}: this key was renamed; write {new!r} instead (the same name in every recipe)")
     if unknown:
         known = ", ".join(sorted(fields))
         prefix = f"{where}: " if where else ""

@@ -28,6 +28,14 @@ from tulu.utils import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
 log = logging.getLogger(__name__)
 
+
+def summary_history(run_dir: Path) -> list[dict]:
+    """The metrics log of a training stage (one record per logged step)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
 Stage = Literal["data", "decontam", "sft", "dpo", "eval", "report"]
 ALL_STAGES: tuple[Stage, ...] = ("data", "decontam", "sft", "dpo", "eval", "report")
 
@@ -38,7 +46,7 @@ class DecontamStageConfig:
                                                                "offline; hub-only ones are listed as skipped).")
     mode: Literal["remove", "drop", "drop+remove", "none"] = option(
         "remove", "remove: drop only the matching training instances; drop: drop a flagged dataset whole; "
-                  "none: report only (Tulu 3 removed matches; DESIGN.md §6).")
+                  "none: report only (Tulu 3 removed matches; see docs/decontam.md).")
     workers: int = option(0, "Worker processes for the training-side scan (0: one per core).")
 
 
@@ -146,14 +154,14 @@ class Pipeline:
 
         cfg = self.cfg.sft
         cfg = replace(cfg, output_dir=str(self.root / "sft"),
-                      model=replace(cfg.model, name_or_path=self.cfg.base_model),
+                      model=replace(cfg.model, path=self.cfg.base_model),
                       data=replace(cfg.data, mixture={self._train_file("sft"): 1.0}))
-        sft.run(cfg)
-        res = json.loads((self.root / "sft" / "train_results.json").read_text())
-        metrics = [json.loads(x) for x in (self.root / "sft" / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        per_token = [m["nll_per_token"] for m in metrics if "nll_per_token" in m]
-        return {"first_loss": res.get("first_loss"), "final_loss": res["final"].get("loss"), "steps": res["global_step"],
-                "examples": res["num_examples"], "loss_reduction": cfg.loss_reduction,
+        summary = sft.run(cfg)
+        history = summary_history(self.root / "sft")
+        per_token = [m["nll_per_token"] for m in history if "nll_per_token" in m]
+        return {"first_loss": summary.first_loss, "final_loss": summary.final_metrics.get("loss"),
+                "steps": summary.steps, "examples": summary.details["num_examples"],
+                "loss_reduction": cfg.loss_reduction,
                 "first_nll_per_token": per_token[0] if per_token else None,
                 "final_nll_per_token": per_token[-1] if per_token else None}
 
@@ -162,20 +170,19 @@ class Pipeline:
 
         cfg = self.cfg.dpo
         model = self.model_path("sft") if (self.root / "sft" / "model").is_dir() else self.cfg.base_model
-        cfg = replace(cfg, output_dir=str(self.root / "dpo"), model=model,
+        cfg = replace(cfg, output_dir=str(self.root / "dpo"), model=replace(cfg.model, path=model),
                       data=replace(cfg.data, mixture={self._train_file("prefs"): 1.0}))
         summary = dpo.run(cfg)
-        before, after = summary.get("heldout_before") or {}, summary.get("heldout_after") or {}
-        return {"start_model": model, "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
-                "accuracy_before": before.get("rewards/accuracies"), "accuracy_after": after.get("rewards/accuracies"),
-                "steps": summary["steps"]}
+        before, after = summary.heldout_before, summary.heldout_after
+        return {"start_model": model, "train_pairs": summary.details["train_pairs"],
+                "eval_pairs": summary.details["eval_pairs"], "accuracy_before": before.get("rewards/accuracies"),
+                "accuracy_after": after.get("rewards/accuracies"), "steps": summary.steps}
 
     def eval(self) -> dict:
-        import argparse
-
-        from tulu.eval.cli import build_tasks, make_backend
+        from tulu.eval.build import build_tasks
         from tulu.eval.runner import evaluate, model_fingerprint
         from tulu.models import resolve_model_path
+        from tulu.rollout import load_backend
 
         e = self.cfg.eval
         out = {}
@@ -184,11 +191,9 @@ class Pipeline:
             if which != "base" and not Path(path).is_dir():
                 print(f"{which}: no model at {path} (stage not run); skipped")
                 continue
-            ns = argparse.Namespace(max_new_tokens=e.max_new_tokens or None, samples=None, judge_url=None,
-                                    judge_model=None, backend=e.backend, device=None, dtype="auto")
-            tasks = build_tasks(e.tasks, ns)
+            tasks = build_tasks(e.tasks, max_new_tokens=e.max_new_tokens or None, backend=e.backend)
             print(f"-- {which}: {path}", flush=True)
-            with make_backend(path, e.backend, None, "auto") as backend:
+            with load_backend(path, e.backend) as backend:
                 evaluate(tasks, backend, model=path, output=self.root / "eval" / which, limit=e.limit or None,
                          batch_size=e.batch_size, model_key=model_fingerprint(resolve_model_path(path)),
                          extra={"stage": which, "max_new_tokens_cap": e.max_new_tokens or None})

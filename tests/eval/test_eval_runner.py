@@ -92,9 +92,9 @@ def test_suite_averages_combine_errors():
 
 def test_cli_end_to_end_with_a_scripted_backend(tmp_path, scripted, monkeypatch, capsys):
     from tulu import cli
-    from tulu.eval import cli as eval_cli
+    from tulu import eval_cli
 
-    monkeypatch.setattr(eval_cli, "make_backend", lambda *a, **k: scripted(lambda m, s: "Therefore, the answer is (B)."))
+    monkeypatch.setattr(eval_cli, "load_backend", lambda *a, **k: scripted(lambda m, s: "Therefore, the answer is (B)."))
     rc = cli.main(["eval", "--model", "fake", "--tasks", "gpqa,mmlu,bbh", "--limit", "3", "--output", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out

@@ -24,8 +24,8 @@ def tiny_dir(tmp_path_factory, tokenizer):
 def write_recipe(path: Path, tiny_dir: Path, out: Path, **train) -> Path:
     recipe = {
         "output_dir": str(out),
-        "model": {"name_or_path": str(tiny_dir)},
-        "data": {"mixture": {"synthetic:math": 16, "synthetic:constraints": 16}, "max_seq_length": 160},
+        "model": {"path": str(tiny_dir)},
+        "data": {"mixture": {"synthetic:math": 16, "synthetic:constraints": 16}, "max_length": 160},
         "train": {"learning_rate": 3e-3, "warmup_ratio": 0.1, "effective_batch_size": 8,
                   "per_device_batch_size": 4, "num_epochs": 2, "num_threads": 1, **train},
     }

@@ -41,7 +41,7 @@ def test_dpo_label_smoothing_mixes_flipped_label():
     z = beta * ((PC[0] - RC[0]) - (PR[0] - RR[0]))
     assert out.losses[0].item() == pytest.approx(-(1 - eps) * log_sigmoid(z) - eps * log_sigmoid(-z))
     with pytest.raises(ValueError, match="label_smoothing"):
-        L.dpo(t(PC), t(PR), t(RC), t(RR), label_smoothing=0.5)
+        L.dpo(t(PC), t(PR), t(RC), t(RR), beta=0.1, label_smoothing=0.5)
 
 
 def test_dpo_norm_uses_mean_per_token_log_ratio():
@@ -111,7 +111,7 @@ def test_dispatch_and_reference_requirement():
     pol = L.SeqLogps(t(PC), t(PR), t(NC), t(NR))
     for name in L.LOSS_TYPES:
         ref = (None, None) if name == "simpo" else (t(RC), t(RR))
-        out = L.preference_loss(name, pol, *ref, beta=0.3)
+        out = L.preference_loss(name, pol, *ref, beta=0.3, gamma=0.5)
         assert out.losses.shape == (2,) and torch.isfinite(out.losses).all()
     with pytest.raises(ValueError, match="needs reference"):
         L.preference_loss("dpo", pol, None, None, beta=0.1)

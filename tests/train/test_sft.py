@@ -138,7 +138,7 @@ def test_recipes_parse_and_carry_the_report_numbers(name):
     if name.startswith("tulu3"):
         t = cfg.train
         assert (t.seed, t.warmup_ratio, t.weight_decay, t.num_epochs, t.effective_batch_size) == (123, 0.03, 0.0, 2, 128)
-        assert cfg.data.max_seq_length == 4096 and t.mixed_precision == "bf16"
+        assert cfg.data.max_length == 4096 and t.mixed_precision == "bf16"
         assert t.learning_rate == (5e-6 if "8b" in name else 2e-6)
 
 

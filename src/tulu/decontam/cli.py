@@ -82,10 +82,3 @@ def main(args: argparse.Namespace) -> int:
     flagged = any(d["flagged"] for d in report["datasets"])
     return 1 if flagged and args.fail_on_flag else 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from tulu.cli import main as tulu_main
-
-    sys.exit(tulu_main(["decontam", *sys.argv[1:]]))

@@ -42,7 +42,22 @@ from tulu.rollout.base import Completion, GenerationBackend, Prompt, RequestOutp
 BACKENDS = ("auto", "hf", "fast", "vllm", "ray", "openai")
 
 __all__ = ["BACKENDS", "Completion", "GenerationBackend", "Prompt", "RequestOutput", "SamplingParams",
-           "get_backend"]
+           "get_backend", "load_backend"]
+
+
+def load_backend(model: str, backend: str = "auto", device: str | None = None, dtype: str = "auto") -> GenerationBackend:
+    """A backend for a model given by name (a folder, ``embedded`` or a hub id), loaded with ``device`` and
+    ``dtype``; ``vllm`` and ``openai`` take the name as it is. The evaluation, the pipeline and the server
+    all build their backends here."""
+    if backend in ("vllm", "openai"):
+        return get_backend(backend, model)
+    from tulu.models import load_model_and_tokenizer
+
+    kwargs = {"dtype": dtype}
+    if device:
+        kwargs["device"] = device
+    mdl, tok = load_model_and_tokenizer(model, **kwargs)
+    return get_backend(backend, mdl, tok)
 
 
 def _load(model, tokenizer):

@@ -21,11 +21,8 @@ def encode_prompt(prompt: Prompt, tokenizer, template: str = "tokenizer") -> lis
     if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
         return list(prompt)
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
-        try:
-            from tulu.data.templates import render_prompt
-        except ImportError:  # the data layer is optional for generation
-            ids = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
-            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        from tulu.data.templates import render_prompt
+
         return list(render_prompt(list(prompt), tokenizer, template=template))
     raise TypeError("a prompt is chat messages (list of dicts), token ids (list of ints) or a string")
 

@@ -6,7 +6,7 @@ square (the CPU kernels do not skip fully masked blocks). With 8 sequences of ~8
 8x the necessary attention work, ~15-20% of a 135M model's step on CPU.
 
 ``packed_sdpa`` reads the sequence starts from ``position_ids`` (which restart at 0 per sequence) and keeps
-sequences apart by construction (independent of the ``use_cache`` trap in DESIGN.md §7):
+sequences apart by construction (independent of the ``use_cache`` trap described in docs/sft.md):
 
 * on CUDA in bf16/fp16, with PyTorch's ``torch.nn.attention.varlen.varlen_attn`` (flash attention over the
   whole row with cumulative sequence lengths, one kernel per layer: no mask, no per-sequence launches, no
@@ -169,3 +169,9 @@ def set_packed_attention(model, enabled: bool = True) -> None:
     written config loads anywhere) on a transformers model or a PEFT wrapper of one."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.set_attn_implementation(register() if enabled else "sdpa")
+
+
+def uses_packed_attention(model) -> bool:
+    """Whether ``packed_sdpa`` is the model's (or a PEFT wrapper's base model's) attention implementation."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(getattr(base, "config", None), "_attn_implementation", None) == PACKED_SDPA

@@ -18,6 +18,16 @@ Schedule = Literal["linear", "constant", "cosine"]
 
 
 @dataclass
+class ModelConfig:
+    path: str = option("embedded", "The model to start from: 'embedded' (SmolLM2-135M-Instruct, offline), a local "
+                                   "transformers folder, or a hub id (Tulu 3: Llama-3.1-8B for SFT, then each "
+                                   "stage starts from the previous stage's model).")
+    dtype: str = option("auto", "Dtype of the trained weights: auto (fp32 on CPU, bf16 on GPUs that have it), "
+                                "float32, bfloat16. For exact AdamW updates on GPUs keep float32 and set "
+                                "train.mixed_precision=bf16.")
+
+
+@dataclass
 class TrainConfig:
     seed: int = option(123, "One seed for Python, NumPy, torch, model init (LoRA) and the data order "
                             "(Tulu 3 SFT: 123). Resuming restores every RNG state, so a resumed run matches.")

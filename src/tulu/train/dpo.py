@@ -22,14 +22,15 @@ import torch
 from tulu.config import option, to_dict
 from tulu.data.formats import DataError, validate
 from tulu.data.mixing import build_mixture, split_records
+from tulu.data.packing import Layout
 from tulu.data.preferences import EncodedPair, encode_pairs, pairs_from_samples
 from tulu.train.attention import set_packed_attention
-from tulu.train.common import LoraConfig, TrainConfig, apply_lora
-from tulu.train.dpo_core import LossSettings, cached_reference, collate_pairs, evaluate_pairs, policy_logps
-from tulu.train.logprobs import Layout
-from tulu.train.loop import Task, Trainer
-from tulu.train.losses import LOSS_TYPES, REFERENCE_FREE, preference_loss
-from tulu.utils import atomic_write_json, atomic_write_jsonl, stable_hash
+from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
+from tulu.train.engine import Engine, RunSummary, Task, train_epochs
+from tulu.train.heldout import evaluate_pairs
+from tulu.train.losses import LOSS_TYPES, REFERENCE_FREE, PreferenceLoss, SeqLogps, preference_loss
+from tulu.train.reference import PairBatch, cached_reference, collate_pairs, policy_logps
+from tulu.utils import atomic_write_jsonl, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class DataConfig:
     self_pairs: SelfPairsConfig = field(default_factory=SelfPairsConfig,
                                         metadata={"help": "Pairs from the starting model's own samples."})
     template: Literal["tokenizer", "tulu"] = option("tokenizer", "Chat template: the tokenizer's own, or Tulu's.")
-    max_length: int = option(2048, "Max tokens of prompt + response per side (Tulu 3 DPO: 2048); longer "
+    max_length: int = option(2048, "Max tokens of prompt + response per sequence (Tulu 3 DPO: 2048); longer "
                                    "sequences are cut from the right, pairs left with no response are dropped.")
     eval_fraction: float = option(0.1, "Held-out share of the pairs for implicit-reward accuracy.")
     cache_dir: str = option("", "Folder for the reference log-prob cache ('' -> <output_dir>/cache).")
@@ -89,10 +90,9 @@ class DPOLossConfig:
 
 @dataclass
 class DPOConfig:
-    model: str = option("embedded", "Starting model: the SFT checkpoint (Tulu 3 DPO starts from Tulu 3 SFT); "
-                                    "'embedded', a folder, or a hub id.")
     output_dir: str = option("runs/dpo", "Run folder: metrics.jsonl, checkpoints/, model/ (the result).")
-    dtype: str = option("auto", "Weights dtype: auto (fp32 on CPU, bf16 on GPUs with bf16), float32, bfloat16.")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={
+        "help": "Starting model: the SFT checkpoint (Tulu 3 DPO starts from Tulu 3 SFT)."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Preference data."})
     dpo: DPOLossConfig = field(default_factory=DPOLossConfig, metadata={"help": "Loss and log-prob pass."})
     train: TrainConfig = field(default_factory=_dpo_train_defaults, metadata={"help": "The shared loop."})
@@ -110,25 +110,31 @@ class DPOConfig:
 CONFIG = DPOConfig
 
 
+def dpo_forward(model, batch: PairBatch, d: DPOLossConfig) -> tuple[PreferenceLoss, SeqLogps]:
+    """The DPO step on one micro-batch: the policy's response log-probs of both sides, then the loss per pair.
+    Training, held-out evaluation and the tests all run this one function."""
+    pol = policy_logps(model, batch, chunk_size=d.chunk_size, want_sq=d.loss_type == "wpo" and d.wpo_aligned)
+    if d.loss_type not in REFERENCE_FREE and batch.ref_chosen is None:
+        raise ValueError(f"loss_type {d.loss_type!r} needs reference log-probs; the batch carries none")
+    out = preference_loss(d.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=d.beta, gamma=d.gamma,
+                          label_smoothing=d.label_smoothing, wpo_aligned=d.wpo_aligned)
+    return out, pol
+
+
 class DPOTask(Task):
     """Items are :class:`EncodedPair`; the step normaliser is 1 per pair (loss = mean over the step's pairs)."""
 
-    def __init__(self, pad_token_id: int, reference: torch.Tensor | None, settings: LossSettings,
-                 layout: Layout = "packed", max_row_tokens: int | None = None):
-        self.pad, self.reference, self.s = pad_token_id, reference, settings
-        self.layout, self.max_row_tokens = layout, max_row_tokens
+    def __init__(self, pad_token_id: int, reference: torch.Tensor | None, d: DPOLossConfig):
+        self.pad, self.reference, self.d = pad_token_id, reference, d
 
     def num_tokens(self, item: EncodedPair) -> int:
         return item.num_tokens
 
     def collate(self, items):
-        return collate_pairs(items, self.pad, self.reference, self.layout, self.max_row_tokens)
+        return collate_pairs(items, self.pad, self.reference, self.d.layout, self.d.max_row_tokens or None)
 
     def loss(self, model, batch):
-        s = self.s
-        pol = policy_logps(model, batch, chunk_size=s.chunk_size, want_sq=s.loss_type == "wpo" and s.wpo_aligned)
-        out = preference_loss(s.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=s.beta, gamma=s.gamma,
-                              label_smoothing=s.label_smoothing, wpo_aligned=s.wpo_aligned)
+        out, pol = dpo_forward(model, batch, self.d)
         c, r = out.chosen_rewards, out.rejected_rewards
         sums = {"rewards/chosen": c.sum(), "rewards/rejected": r.sum(), "rewards/accuracies": (c > r).float().sum(),
                 "rewards/margins": (c - r).sum(), "logps/chosen": pol.chosen.detach().sum(),
@@ -137,6 +143,19 @@ class DPOTask(Task):
 
     def summarize(self, sums, denominator):
         return {k: v / denominator for k, v in sums.items()}
+
+
+def heldout_metrics(model, pairs: list[EncodedPair], reference: torch.Tensor | None, pad_token_id: int,
+                    d: DPOLossConfig, groups: dict[str, list[int]] | None = None):
+    """Held-out loss and implicit-reward metrics (``rewards/accuracies`` ...) of the current policy."""
+
+    def score(m, batch):
+        out, _ = dpo_forward(m, batch, d)
+        return {"chosen": out.chosen_rewards, "rejected": out.rejected_rewards, "loss": out.losses}
+
+    return evaluate_pairs(model, pairs, lambda ps: collate_pairs(ps, pad_token_id, reference, d.layout,
+                                                                 d.max_row_tokens or None),
+                          score, batch_pairs=d.reference_batch_pairs, groups=groups)
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -176,12 +195,13 @@ def self_generated_pairs(model, tokenizer, cfg: SelfPairsConfig, seed: int, out_
     return pairs
 
 
-def run(cfg: DPOConfig) -> dict:
+def run(cfg: DPOConfig) -> RunSummary:
     from tulu.models import load_model_and_tokenizer
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model, tok = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype)
+    d = cfg.dpo
+    engine = Engine(cfg.train, out, run_config=to_dict(cfg), desc=f"dpo ({d.loss_type})")
+    model, tok = load_model_and_tokenizer(cfg.model.path, dtype=cfg.model.dtype)
     records = build_mixture(cfg.data.mixture, kind="preference", seed=cfg.train.seed).records if cfg.data.mixture else []
     records += self_generated_pairs(model, tok, cfg.data.self_pairs, cfg.train.seed, out)
     if not records:
@@ -191,18 +211,16 @@ def run(cfg: DPOConfig) -> dict:
     eval_pairs, _ = encode_pairs(eval_recs, tok, cfg.data.template, cfg.data.max_length)
     if not train_pairs:
         raise DataError("data: every training pair was dropped by truncation; raise data.max_length")
-    d = cfg.dpo
     if d.layout == "packed":  # sequences kept apart per position_ids: no [T, T] masked attention per row
         set_packed_attention(model)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, cfg.train.seed)
-    s = LossSettings(d.loss_type, d.beta, d.gamma, d.label_smoothing, d.wpo_aligned, d.chunk_size)
-    max_row = d.max_row_tokens or None
-    ref_kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=max_row, chunk_size=d.chunk_size)
+    ref_kw = dict(batch_pairs=d.reference_batch_pairs, layout=d.layout, max_row_tokens=d.max_row_tokens or None,
+                  chunk_size=d.chunk_size)
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     ref_train = ref_eval = None
     if d.loss_type not in REFERENCE_FREE:
-        ref_train, _, hit = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)", **ref_kw)
+        ref_train, _, _ = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)", **ref_kw)
         if eval_pairs:
             ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
                                               sort_by_length=False, **ref_kw)
@@ -212,37 +230,38 @@ def run(cfg: DPOConfig) -> dict:
 
     def heldout(m) -> tuple[dict, dict[str, dict]]:
         """Held-out metrics over all pairs and, when the pairs come from several sources, per source."""
-        every, per = evaluate_pairs(m, eval_pairs, ref_eval, tok.pad_token_id, s, batch_pairs=d.reference_batch_pairs,
-                                    layout=d.layout, max_row_tokens=max_row, groups=dict(sorted(sources.items())))
+        every, per = heldout_metrics(m, eval_pairs, ref_eval, tok.pad_token_id, d, dict(sorted(sources.items())))
         return every, per if len(per) > 1 else {}
 
     before, before_src = heldout(model)
     if before:
         log.info("held-out before training: %s", _fmt(before))
-    task = DPOTask(tok.pad_token_id, ref_train, s, d.layout, max_row)
-    trainer = Trainer(cfg.train, model, task, train_pairs, out, run_config=to_dict(cfg), desc=f"dpo ({d.loss_type})")
-    result = trainer.train()
-    with trainer.evaluation_model() as trained:
+    engine.prepare(model, DPOTask(tok.pad_token_id, ref_train, d))
+    result = train_epochs(engine, train_pairs)
+    with engine.evaluation_model() as trained:
         after, after_src = heldout(trained)
     by_source = {src: {"pairs": int(after_src[src]["pairs"]), "before": before_src.get(src, {}),
                        "after": after_src[src]} for src in after_src}
-    summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
-               "heldout_after": after, "heldout_by_source": by_source, "final_train_metrics": result.final_metrics,
-               "steps": result.global_step}
-    if trainer.is_main:
-        atomic_write_json(out / "dpo_summary.json", summary)
-    card = (f"# DPO ({d.loss_type}, beta {d.beta}) from {cfg.model}\n\nTrained by `tulu dpo` on {len(train_pairs)} "
-            f"pairs. Held-out implicit-reward accuracy: {before.get('rewards/accuracies', float('nan')):.3f} before, "
+    card = (f"# DPO ({d.loss_type}, beta {d.beta}) from {cfg.model.path}\n\nTrained by `tulu dpo` on "
+            f"{len(train_pairs)} pairs. Held-out implicit-reward accuracy: "
+            f"{before.get('rewards/accuracies', float('nan')):.3f} before, "
             f"{after.get('rewards/accuracies', float('nan')):.3f} after ({len(eval_pairs)} pairs).\n")
-    set_packed_attention(trainer.unwrapped_model(), False)
-    trainer.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save)
-    if after:
-        print(f"held-out pairs: {len(eval_pairs)}  implicit-reward accuracy {before['rewards/accuracies']:.3f} -> "
-              f"{after['rewards/accuracies']:.3f}  margin {before['rewards/margins']:.4f} -> {after['rewards/margins']:.4f}")
-        for src, entry in by_source.items():
-            print(f"  {src}: {entry['pairs']} pairs, accuracy {entry['before'].get('rewards/accuracies', 0.0):.3f} -> "
-                  f"{entry['after']['rewards/accuracies']:.3f}")
-    print(f"model written to {out / 'model'}")
+    model_dir = engine.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save)
+    summary = RunSummary("dpo", str(model_dir) if model_dir else None, result.global_step, result.resumed_from,
+                         result.first_loss, result.final_metrics, before, after,
+                         details={"start_model": cfg.model.path, "train_pairs": len(train_pairs),
+                                  "eval_pairs": len(eval_pairs), "heldout_by_source": by_source,
+                                  "loss_type": d.loss_type})
+    if engine.is_main:
+        summary.write(out)
+        if after:
+            log.info("held-out pairs: %d, implicit-reward accuracy %.3f -> %.3f, margin %.4f -> %.4f", len(eval_pairs),
+                     before["rewards/accuracies"], after["rewards/accuracies"], before["rewards/margins"],
+                     after["rewards/margins"])
+            for src, entry in by_source.items():
+                log.info("  %s: %d pairs, accuracy %.3f -> %.3f", src, entry["pairs"],
+                         entry["before"].get("rewards/accuracies", 0.0), entry["after"]["rewards/accuracies"])
+        log.info("DPO done: model written to %s", model_dir)
     return summary
 
 

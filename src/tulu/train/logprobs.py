@@ -20,14 +20,13 @@ time) that the tests compare against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from tulu.data.packing import Layout, SeqBatch, collate_sequences  # noqa: F401 (re-exported)
 from tulu.data.templates import IGNORE_INDEX, Encoded
-
-Layout = Literal["packed", "padded"]
 
 
 # ------------------------------------------------------------------------------------------ fused head
@@ -99,15 +98,19 @@ def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 def label_logprobs(h: torch.Tensor, head: nn.Module, targets: torch.Tensor, *, chunk_size: int = 512,
-                   want_sq: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-prob of each target under ``head(h)``; the fused path for a plain ``nn.Linear`` head, a chunked
-    ``head(...)`` + ``log_softmax`` fallback for anything else (e.g. a head wrapped by an adapter)."""
-    if type(head) is nn.Linear:
-        lp, sq = LabelLogProb.apply(h, head.weight, head.bias, targets, chunk_size, want_sq)
+                   want_sq: bool = False, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of each target under ``softmax(head(h) / temperature)``; the fused path for a plain
+    ``nn.Linear`` head without bias (the temperature then scales ``h``), a chunked ``head(...)`` +
+    ``log_softmax`` fallback for anything else (e.g. a head wrapped by an adapter)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature}")
+    if type(head) is nn.Linear and (head.bias is None or temperature == 1.0):
+        x = h if temperature == 1.0 else h / temperature
+        lp, sq = LabelLogProb.apply(x, head.weight, head.bias, targets, chunk_size, want_sq)
         return lp, (sq if want_sq else None)
     lps, sqs = [], []
     for s in range(0, h.shape[0], chunk_size):
-        logp = torch.log_softmax(head(h[s:s + chunk_size]).float(), dim=-1)
+        logp = torch.log_softmax(head(h[s:s + chunk_size]).float() / temperature, dim=-1)
         lps.append(logp.gather(1, targets[s:s + chunk_size, None]).squeeze(1))
         if want_sq:
             sqs.append(torch.logsumexp(2.0 * logp.detach(), dim=-1))
@@ -116,86 +119,60 @@ def label_logprobs(h: torch.Tensor, head: nn.Module, targets: torch.Tensor, *, c
 
 
 # --------------------------------------------------------------------------------------- model plumbing
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside DDP/accelerate wrappers (``.module``) and a PEFT wrapper, whose LoRA
+    layers live inside the base model's modules."""
+    m = getattr(model, "module", model)
+    if hasattr(m, "get_base_model"):
+        m = m.get_base_model()
+    return m
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The transformer body (returns ``last_hidden_state``) of a causal LM or sequence classifier."""
+    m = unwrap_model(model)
+    backbone = getattr(m, m.base_model_prefix, None)
+    if backbone is None or backbone is m:
+        raise TypeError(f"{type(m).__name__}: cannot find the backbone of this model")
+    return backbone
+
+
 def split_causal_lm(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(backbone returning ``last_hidden_state``, LM head) of a causal LM, a PEFT wrapper of one, or DDP."""
-    m = getattr(model, "module", model)  # DDP / accelerate wrappers
-    if hasattr(m, "get_base_model"):  # PEFT: LoRA layers live inside the base model's modules
-        m = m.get_base_model()
+    m = unwrap_model(model)
     head = m.get_output_embeddings()
-    backbone = getattr(m, m.base_model_prefix, None)
-    if head is None or backbone is None or backbone is m:
-        raise TypeError(f"{type(m).__name__}: cannot find the backbone and LM head of this causal LM")
+    if head is None:
+        raise TypeError(f"{type(m).__name__}: cannot find the LM head of this causal LM")
     cfg = getattr(m.config, "get_text_config", lambda: m.config)()
     for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"):
         if getattr(cfg, attr, None) not in (None, 1.0):
             raise NotImplementedError(f"{type(m).__name__}: {attr} is not supported by the fused log-prob path")
-    return backbone, head
+    return backbone_of(m), head
 
 
-# ------------------------------------------------------------------------------------------- batching
+def forward_hidden(backbone: nn.Module, batch: SeqBatch) -> torch.Tensor:
+    """``[rows, T, H]`` last hidden states of a laid-out batch (no KV cache: packed sequences stay apart)."""
+    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                   attention_mask=batch.attention_mask, use_cache=False)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
 @dataclass
-class SeqBatch:
-    """2·P sequences laid out in rows. ``seq_index[r, t]`` is the sequence of token ``(r, t)``, -1 for padding."""
+class LabelHidden:
+    """Hidden states at the positions whose next token is a label, with those labels and their sequence."""
 
-    input_ids: torch.Tensor
-    labels: torch.Tensor
-    position_ids: torch.Tensor
-    seq_index: torch.Tensor
-    attention_mask: torch.Tensor | None
-    num_seqs: int
-
-    def to(self, device: torch.device | str) -> "SeqBatch":
-        mv = lambda x: None if x is None else x.to(device, non_blocking=True)  # noqa: E731
-        return SeqBatch(mv(self.input_ids), mv(self.labels), mv(self.position_ids), mv(self.seq_index),
-                        mv(self.attention_mask), self.num_seqs)
-
-    @property
-    def num_tokens(self) -> int:
-        return int((self.seq_index >= 0).sum())
+    hidden: torch.Tensor  # [N, H]
+    targets: torch.Tensor  # [N]
+    seq: torch.Tensor  # [N] sequence index of each target
 
 
-def _rows_packed(seqs: Sequence[Encoded], max_row_tokens: int | None) -> list[list[int]]:
-    """Greedy in-order assignment of sequence indices to rows of at most ``max_row_tokens`` tokens."""
-    rows: list[list[int]] = [[]]
-    used = 0
-    for i, s in enumerate(seqs):
-        n = len(s.input_ids)
-        if max_row_tokens is not None and rows[-1] and used + n > max_row_tokens:
-            rows.append([])
-            used = 0
-        rows[-1].append(i)
-        used += n
-    return rows
-
-
-def collate_sequences(seqs: Sequence[Encoded], pad_token_id: int, layout: Layout = "packed",
-                      max_row_tokens: int | None = None, pad_to_multiple_of: int = 1) -> SeqBatch:
-    """Lay out sequences for one forward pass. ``packed`` fills rows of up to ``max_row_tokens`` tokens
-    (None: a single row); ``padded`` puts one sequence per row with an attention mask."""
-    if not seqs:
-        raise ValueError("collate_sequences: no sequences")
-    rows = _rows_packed(seqs, max_row_tokens) if layout == "packed" else [[i] for i in range(len(seqs))]
-    width = max(sum(len(seqs[i].input_ids) for i in row) for row in rows)
-    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
-    shape = (len(rows), width)
-    ids = torch.full(shape, pad_token_id, dtype=torch.long)
-    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    pos = torch.zeros(shape, dtype=torch.long)
-    seq = torch.full(shape, -1, dtype=torch.long)
-    for r, row in enumerate(rows):
-        off = 0
-        for i in row:
-            n = len(seqs[i].input_ids)
-            ids[r, off:off + n] = torch.tensor(seqs[i].input_ids)
-            lab = torch.tensor(seqs[i].labels)
-            lab[0] = IGNORE_INDEX  # never predicted from a previous sequence in the row
-            labels[r, off:off + n] = lab
-            pos[r, off:off + n] = torch.arange(n)
-            seq[r, off:off + n] = i
-            off += n
-        pos[r, off:] = torch.arange(width - off)  # trailing pad: its own "sequence", seen by nothing real
-    mask = (seq >= 0).long() if layout == "padded" else None
-    return SeqBatch(ids, labels, pos, seq, mask, len(seqs))
+def label_hidden(backbone: nn.Module, batch: SeqBatch) -> LabelHidden:
+    """Run the backbone once and gather the hidden states that predict a label (prompt and padding
+    positions never reach a head): the LM head for log-probs, a value head for per-token values."""
+    hidden = forward_hidden(backbone, batch)
+    targets = batch.labels[:, 1:]
+    sel = targets != IGNORE_INDEX
+    return LabelHidden(hidden[:, :-1][sel], targets[sel], batch.seq_index[:, 1:][sel])
 
 
 @dataclass
@@ -209,19 +186,14 @@ def response_logps(model: nn.Module, batch: SeqBatch, *, chunk_size: int = 512,
                    want_sq: bool = False) -> ResponseLogps:
     """Summed log-probs of the labelled tokens of every sequence in ``batch``, in one forward pass."""
     backbone, head = split_causal_lm(model)
-    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                   attention_mask=batch.attention_mask, use_cache=False)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    targets = batch.labels[:, 1:]
-    sel = targets != IGNORE_INDEX
-    seq = batch.seq_index[:, 1:][sel]
-    lp, sq = label_logprobs(hidden[:, :-1][sel], head, targets[sel], chunk_size=chunk_size, want_sq=want_sq)
+    g = label_hidden(backbone, batch)
+    lp, sq = label_logprobs(g.hidden, head, g.targets, chunk_size=chunk_size, want_sq=want_sq)
     n = batch.num_seqs
-    sums = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, seq, lp)
-    counts = torch.bincount(seq, minlength=n)
+    sums = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, g.seq, lp)
+    counts = torch.bincount(g.seq, minlength=n)
     sq_sums = None
     if sq is not None:
-        sq_sums = torch.zeros(n, dtype=sq.dtype, device=sq.device).index_add(0, seq, sq.detach())
+        sq_sums = torch.zeros(n, dtype=sq.dtype, device=sq.device).index_add(0, g.seq, sq.detach())
     return ResponseLogps(sums, counts, sq_sums)
 
 

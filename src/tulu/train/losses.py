@@ -64,7 +64,7 @@ def _mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 def dpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-        ref_rejected: torch.Tensor, beta: float = 0.1, label_smoothing: float = 0.0) -> PreferenceLoss:
+        ref_rejected: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> PreferenceLoss:
     """DPO on summed log-probs; rewards are ``β·(log πθ - log πref)`` of each response."""
     chosen = beta * (policy_chosen - ref_chosen)
     rejected = beta * (policy_rejected - ref_rejected)
@@ -73,7 +73,7 @@ def dpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: 
 
 def dpo_norm(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
              ref_rejected: torch.Tensor, chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor,
-             beta: float = 5.0, label_smoothing: float = 0.0) -> PreferenceLoss:
+             beta: float, label_smoothing: float = 0.0) -> PreferenceLoss:
     """Length-normalised DPO (Tulu 3): per-token mean log-ratios; rewards are β times those means."""
     chosen = beta * _mean(policy_chosen - ref_chosen, chosen_tokens)
     rejected = beta * _mean(policy_rejected - ref_rejected, rejected_tokens)
@@ -81,7 +81,7 @@ def dpo_norm(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
 
 
 def simpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, chosen_tokens: torch.Tensor,
-          rejected_tokens: torch.Tensor, beta: float = 2.0, gamma: float = 0.5,
+          rejected_tokens: torch.Tensor, beta: float, gamma: float,
           label_smoothing: float = 0.0) -> PreferenceLoss:
     """SimPO: no reference; rewards are ``β·mean log πθ(y)``; the margin must exceed ``γ``."""
     chosen = beta * _mean(policy_chosen, chosen_tokens)
@@ -91,7 +91,7 @@ def simpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, chosen_tok
 
 def ipo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
         ref_rejected: torch.Tensor, chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor,
-        beta: float = 0.1) -> PreferenceLoss:
+        beta: float) -> PreferenceLoss:
     """IPO: squared distance of the per-token mean log-ratio margin from ``1/(2β)``."""
     chosen = _mean(policy_chosen - ref_chosen, chosen_tokens)
     rejected = _mean(policy_rejected - ref_rejected, rejected_tokens)
@@ -112,7 +112,7 @@ def wpo_weights(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, chos
 
 def wpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
         ref_rejected: torch.Tensor, chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor,
-        beta: float = 0.1, label_smoothing: float = 0.0, chosen_log_sum_sq: torch.Tensor | None = None,
+        beta: float, label_smoothing: float = 0.0, chosen_log_sum_sq: torch.Tensor | None = None,
         rejected_log_sum_sq: torch.Tensor | None = None) -> PreferenceLoss:
     """WPO: the DPO loss of each pair times the policy's own (detached) probability of both responses."""
     base = dpo(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, label_smoothing)
@@ -134,12 +134,15 @@ class SeqLogps:
 
 
 def preference_loss(loss_type: str, policy: SeqLogps, ref_chosen: torch.Tensor | None,
-                    ref_rejected: torch.Tensor | None, *, beta: float, gamma: float = 0.5,
+                    ref_rejected: torch.Tensor | None, *, beta: float, gamma: float | None = None,
                     label_smoothing: float = 0.0, wpo_aligned: bool = False) -> PreferenceLoss:
-    """Dispatch by name; ``ref_*`` may be None only for reference-free losses."""
+    """Dispatch by name; ``ref_*`` may be None only for reference-free losses, ``gamma`` only for others.
+    No hyperparameter has a default here: the trainer's config holds the one default of each."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
     if loss_type == "simpo":
+        if gamma is None:
+            raise ValueError("loss_type 'simpo' needs its target margin gamma")
         return simpo(policy.chosen, policy.rejected, policy.chosen_tokens, policy.rejected_tokens,
                      beta, gamma, label_smoothing)
     if ref_chosen is None or ref_rejected is None:

