@@ -75,9 +75,9 @@ def run_trl(args, recs, out_dir: str) -> dict:
 def run_ours(args, recs, out_dir: str) -> dict:
     from tulu.data.preferences import encode_pairs
     from tulu.train.common import TrainConfig
-    from tulu.train.dpo import DPOTask
-    from tulu.train.dpo_core import LossSettings, cached_reference
-    from tulu.train.loop import Trainer
+    from tulu.train.dpo import DPOLossConfig, DPOTask
+    from tulu.train.engine import fit
+    from tulu.train.reference import cached_reference
 
     from tulu.train.attention import set_packed_attention
 
@@ -93,9 +93,8 @@ def run_ours(args, recs, out_dir: str) -> dict:
     cfg = TrainConfig(learning_rate=5e-7, warmup_ratio=0.1, num_epochs=1, max_steps=args.steps,
                       effective_batch_size=args.batch, per_device_batch_size=args.micro or args.batch,
                       gradient_checkpointing=False, seed=123, resume="never")
-    task = DPOTask(tok.pad_token_id, ref, LossSettings("dpo_norm", beta=5.0), args.layout, max_row)
-    trainer = Trainer(cfg, model, task, pairs, out_dir, desc="dpo")
-    result = trainer.train()
+    d = DPOLossConfig(loss_type="dpo_norm", beta=5.0, layout=args.layout, max_row_tokens=args.max_row_tokens)
+    _, result = fit(cfg, model, DPOTask(tok.pad_token_id, ref, d), pairs, out_dir, desc="dpo")
     return {"ref_s": t_ref, "step_times": [h["step_time_s"] for h in result.history][1:]}
 
 

@@ -7,7 +7,7 @@ produces the same number of tokens.
 
 Sections (each prints one line per measurement and goes into the JSON written to ``--out``):
 
-1. **SFT step, bf16 mixed precision**, through our shared loop (``tulu.train.loop.Trainer`` +
+1. **SFT step, bf16 mixed precision**, through our step engine (``tulu.train.engine`` +
    ``tulu.train.sft.SFTTask``: packed rows, LM head only at label positions) against the standard HF
    step on the same rows (padded batch, ``model(..., labels=...)`` full-vocabulary logits, same
    optimizer). Tokens/s, the ratio, and MFU against the H100's dense bf16 peak.
@@ -84,7 +84,7 @@ def random_items(vocab: int, n: int, seq_len: int, seed: int = 0):
 
 def bench_sft_ours(model, items, per_device: int, steps: int, accumulation: int = 1) -> float:
     from tulu.train.common import TrainConfig
-    from tulu.train.loop import Trainer
+    from tulu.train.engine import fit
     from tulu.train.sft import SFTTask
 
     cfg = TrainConfig(seed=0, learning_rate=1e-5, warmup_ratio=0.0, num_epochs=1, max_steps=steps,
@@ -92,7 +92,7 @@ def bench_sft_ours(model, items, per_device: int, steps: int, accumulation: int 
                       mixed_precision="bf16",
                       log_every=1)
     with tempfile.TemporaryDirectory() as out:
-        Trainer(cfg, model, SFTTask("sum"), items, out, run_config={}, desc="ours").train()
+        fit(cfg, model, SFTTask("sum"), items, out, run_config={}, desc="ours")
         rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
     rows = [r for r in rows if "tokens_per_s" in r][2:]  # skip warm-up steps
     return sum(r["tokens"] for r in rows) / sum(r["step_time_s"] for r in rows)

@@ -1,6 +1,6 @@
 """bf16 MFU of tulu's SFT training step on one CUDA GPU (for the H100 runs).
 
-Runs the real loop (``tulu.train.loop.Trainer`` + ``SFTTask``: packed padding-free rows, LM head at label
+Runs the real step engine (``tulu.train.engine`` + ``SFTTask``: packed padding-free rows, LM head at label
 positions only, AdamW, bf16 autocast over fp32 master weights) on random-initialised models of two shapes:
 
 * ``smollm2-135m``: the embedded model's architecture (SmolLM2-135M: 30 layers, hidden 576, vocab 49152);
@@ -77,7 +77,8 @@ def bench(name: str, args) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tulu.train.common import TrainConfig
-    from tulu.train.loop import Trainer, step_items
+    from tulu.train.engine import fit
+    from tulu.train.plan import make_plan, step_items
     from tulu.train.sft import SFTTask
 
     cfg = LlamaConfig(**SHAPES[name])
@@ -98,15 +99,15 @@ def bench(name: str, args) -> None:
                        mixed_precision="bf16" if args.device == "cuda" else "no", max_grad_norm=1.0,
                        gradient_checkpointing=args.gradient_checkpointing, resume="never")
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(tcfg, model, SFTTask("sum", args.head_chunk), items, out, desc=name)
-        result = trainer.train()
+        _, result = fit(tcfg, model, SFTTask("sum", args.head_chunk), items, out, desc=name)
         hist = result.history
+    plan = make_plan(len(items), tcfg, 1)
     # per-step wall times come from the loop's own records (it synchronises through .item() on the loss)
     measured = hist[args.warmup_steps:]
     t = sum(r["step_time_s"] for r in measured)
     seqs, labels = [], 0
     for s in range(args.warmup_steps, len(hist)):
-        for i in step_items(trainer.plan, tcfg.seed, s):
+        for i in step_items(plan, tcfg.seed, s):
             seqs.append(len(items[i].input_ids))
             labels += sum(1 for x in items[i].labels[1:] if x != -100)
     flops = train_flops(cfg, seqs, labels)

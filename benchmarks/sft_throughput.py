@@ -4,7 +4,7 @@ Both train the embedded model (SmolLM2-135M-Instruct, fp32 on CPU) for one epoch
 chat examples, tokenized once by tulu (assistant-only labels), with the same learning rate, linear schedule,
 warmup, AdamW settings, gradient clipping and seed:
 
-* **tulu**: ``tulu.train.loop.Trainer`` + ``SFTTask``: micro-batches of ``--per-device`` sequences packed
+* **tulu**: the step engine (``tulu.train.engine``) + ``SFTTask``: micro-batches of ``--per-device`` sequences packed
   into one padding-free row, causal attention per sequence inside the row (``packed_sdpa``: the exact
   ``sum(len²)`` work, where a masked SDPA over the row does ``T²``), LM head only at label positions,
   loss_reduction=mean (TRL's normalisation, so the losses compare).
@@ -103,7 +103,7 @@ def warm_up(args, items, tokenizer) -> None:
 
 def run_tulu(args, items, tokenizer) -> dict:
     from tulu.train.common import TrainConfig
-    from tulu.train.loop import Trainer
+    from tulu.train.engine import fit
     from tulu.train.sft import SFTTask
 
     from tulu.train.attention import register
@@ -115,28 +115,27 @@ def run_tulu(args, items, tokenizer) -> dict:
                       effective_batch_size=args.per_device * args.accumulation, per_device_batch_size=args.per_device,
                       max_grad_norm=1.0, resume="never")
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(cfg, model, SFTTask("mean", args.head_chunk), items, out, desc="tulu")
         t0 = time.perf_counter()
-        result = trainer.train()
+        engine, result = fit(cfg, model, SFTTask("mean", args.head_chunk), items, out, desc="tulu")
         dt = time.perf_counter() - t0
-    used = [i for s in range(trainer.plan.total_steps) for i in _step_indices(trainer, s)]
+    used = [i for s in range(result.total_steps) for i in _step_indices(items, cfg, s)]
     tokens = sum(len(items[i].input_ids) for i in used)
     labels = sum(sum(1 for x in items[i].labels[1:] if x != -100) for i in used)
     flops = train_flops(model.config, [len(items[i].input_ids) for i in used], labels)
     losses = [r["nll_per_token"] for r in result.history]
-    trained = trainer.unwrapped_model()
+    trained = engine.unwrapped_model()
     trained.set_attn_implementation("sdpa")
     held = heldout_nll(trained, args.heldout) if args.heldout else float("nan")
-    del trainer, model
+    del engine, model
     gc.collect()
     return {"time": dt, "tokens": tokens, "flops": flops, "first": losses[0], "last": losses[-1],
             "steps": len(losses), "heldout": held}
 
 
-def _step_indices(trainer, step):
-    from tulu.train.loop import step_items
+def _step_indices(items, cfg, step):
+    from tulu.train.plan import make_plan, step_items
 
-    return step_items(trainer.plan, trainer.cfg.seed, step)
+    return step_items(make_plan(len(items), cfg, 1), cfg.seed, step)
 
 
 def run_trl(args, items, tokenizer, heldout: bool = True) -> dict:

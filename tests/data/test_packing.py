@@ -1,11 +1,11 @@
-"""Padding-free packing keeps examples apart: per-example logits and the loss match unpacked passes."""
+"""The one packer keeps sequences apart: per-sequence logits and the loss match unpacked passes."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from tulu.data.packing import collate_packed, collate_padded, pack
+from tulu.data.packing import collate_sequences, pack_rows
 from tulu.data.templates import IGNORE_INDEX, encode_chat
 
 
@@ -22,10 +22,11 @@ def token_loss_sum(logits, labels):
 def test_packed_logits_equal_unpacked_per_example(tiny):
     model, tok = tiny
     encs = [encode_chat(c, tok) for c in convs(4)]
-    batch = collate_packed(pack(encs, max_tokens=10_000))
-    assert batch["input_ids"].shape[0] == 1 and batch["seq_lens"].tolist() == [len(e.input_ids) for e in encs]
+    batch = collate_sequences(encs, tok.pad_token_id)
+    assert batch.input_ids.shape == (1, sum(len(e.input_ids) for e in encs))
+    assert torch.bincount(batch.seq_index[0]).tolist() == [len(e.input_ids) for e in encs]
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        packed = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits[0]
         off = 0
         for e in encs:
             ref = model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0]
@@ -36,15 +37,15 @@ def test_packed_logits_equal_unpacked_per_example(tiny):
 def test_packed_loss_equals_unpacked_loss(tiny):
     model, tok = tiny
     encs = [encode_chat(c, tok) for c in convs(5)]
-    batch = collate_packed(pack(encs, max_tokens=10_000))
+    batch = collate_sequences(encs, tok.pad_token_id)
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
-        packed = token_loss_sum(logits, batch["labels"][0])
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits[0]
+        packed = token_loss_sum(logits, batch.labels[0])
         unpacked = sum(
             token_loss_sum(model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0], torch.tensor(e.labels))
             for e in encs
         )
-    n_packed = (batch["labels"][0][1:] != IGNORE_INDEX).sum()
+    n_packed = torch.tensor(batch.num_targets)
     n_unpacked = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in encs)
     assert n_packed == n_unpacked
     assert abs(packed.item() / n_packed.item() - unpacked.item() / n_unpacked) < 1e-5
@@ -53,17 +54,20 @@ def test_packed_loss_equals_unpacked_loss(tiny):
 def test_pack_respects_budget_and_order(tokenizer):
     encs = [encode_chat(c, tokenizer) for c in convs(12)]
     budget = max(len(e.input_ids) for e in encs) * 2
-    rows = pack(encs, budget)
-    assert all(len(r) <= budget for r in rows)
-    flat = [t for r in rows for t in r.input_ids]
-    assert flat == [t for e in encs for t in e.input_ids]
-    for r in rows:
-        starts = [i for i, p in enumerate(r.position_ids) if p == 0]
-        assert all(r.labels[s] == IGNORE_INDEX for s in starts)
+    rows = pack_rows([len(e.input_ids) for e in encs], budget)
+    assert all(sum(len(encs[i].input_ids) for i in r) <= budget for r in rows)
+    assert [i for r in rows for i in r] == list(range(len(encs)))  # order kept
+    batch = collate_sequences(encs, tokenizer.pad_token_id, max_row_tokens=budget)
+    assert batch.input_ids.shape[0] == len(rows)
+    real = batch.seq_index >= 0
+    assert batch.input_ids[real].tolist() == [t for e in encs for t in e.input_ids]
+    starts = (batch.position_ids == 0) & real
+    assert (batch.labels[starts] == IGNORE_INDEX).all()  # never predicted from the previous sequence
 
 
 def test_padded_collate_masks_padding(tokenizer):
     encs = [encode_chat(c, tokenizer) for c in convs(3)]
-    b = collate_padded(encs, tokenizer.pad_token_id)
-    assert b["attention_mask"].sum().item() == sum(len(e.input_ids) for e in encs)
-    assert (b["labels"][b["attention_mask"] == 0] == IGNORE_INDEX).all()
+    b = collate_sequences(encs, tokenizer.pad_token_id, layout="padded")
+    assert b.input_ids.shape[0] == len(encs)
+    assert b.attention_mask.sum().item() == sum(len(e.input_ids) for e in encs)
+    assert (b.labels[b.attention_mask == 0] == IGNORE_INDEX).all()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tulu.data import synthetic
-from tulu.data.packing import PackedRow, collate_packed
+from tulu.data.packing import collate_sequences
 from tulu.data.templates import IGNORE_INDEX, encode_chat
 from tulu.train.sft import SFTTask, num_targets, sft_nll_sum
 
@@ -39,23 +39,20 @@ def naive_nll_sum(model, ex) -> torch.Tensor:
 
 
 def packed_batch(examples):
-    row = PackedRow()
-    for e in examples:
-        row.add(e)
-    return collate_packed([row])
+    return collate_sequences(examples, 0, layout="packed")
 
 
 def test_packed_loss_equals_unpacked(tiny, examples):
     model, _ = tiny
     b = packed_batch(examples)
-    packed, n = sft_nll_sum(model, b["input_ids"], b["position_ids"], b["labels"])
+    packed, n = sft_nll_sum(model, b)
     alone = sum(naive_nll_sum(model, e) for e in examples)
     assert n == sum(num_targets(e) for e in examples)
     assert torch.allclose(packed, alone, rtol=1e-5, atol=1e-5), (packed.item(), alone.item())
     # and per example: each one packed alone through our path equals the naive value
     for e in examples:
         bb = packed_batch([e])
-        ours, _ = sft_nll_sum(model, bb["input_ids"], bb["position_ids"], bb["labels"])
+        ours, _ = sft_nll_sum(model, bb)
         assert torch.allclose(ours, naive_nll_sum(model, e), rtol=1e-5, atol=1e-5)
 
 
@@ -63,7 +60,7 @@ def test_packed_gradients_equal_unpacked(tiny, examples):
     model, _ = tiny
     b = packed_batch(examples)
     model.zero_grad()
-    sft_nll_sum(model, b["input_ids"], b["position_ids"], b["labels"])[0].backward()
+    sft_nll_sum(model, b)[0].backward()
     packed = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.zero_grad()
     sum(naive_nll_sum(model, e) for e in examples).backward()
@@ -74,8 +71,8 @@ def test_packed_gradients_equal_unpacked(tiny, examples):
 def test_chunked_head_equals_plain(tiny, examples):
     model, _ = tiny
     b = packed_batch(examples)
-    plain, _ = sft_nll_sum(model, b["input_ids"], b["position_ids"], b["labels"], head_chunk_size=0)
-    chunked, _ = sft_nll_sum(model, b["input_ids"], b["position_ids"], b["labels"], head_chunk_size=37)
+    plain, _ = sft_nll_sum(model, b, head_chunk_size=0)
+    chunked, _ = sft_nll_sum(model, b, head_chunk_size=37)
     assert torch.allclose(plain, chunked, rtol=1e-6, atol=1e-4)
 
 
@@ -83,8 +80,8 @@ def test_sft_task_collate_is_one_padding_free_row(examples):
     task = SFTTask("sum")
     batch = task.collate(examples)
     total = sum(len(e.input_ids) for e in examples)
-    assert batch["input_ids"].shape == (1, total)
-    assert int((batch["position_ids"][0] == 0).sum()) == len(examples)
+    assert batch.input_ids.shape == (1, total) and batch.attention_mask is None
+    assert int((batch.position_ids[0] == 0).sum()) == len(examples) == batch.num_seqs
     assert task.weight(examples[0]) == 1.0
     assert SFTTask("mean").weight(examples[0]) == num_targets(examples[0])
 
@@ -95,7 +92,7 @@ def test_per_sequence_packed_attention_equals_unpacked(tiny, examples):
 
     model, _ = tiny
     b = packed_batch(examples)
-    assert segments(b["position_ids"]) == [(s, s + len(e.input_ids)) for s, e in
+    assert segments(b.position_ids) == [(s, s + len(e.input_ids)) for s, e in
                                            zip([sum(len(x.input_ids) for x in examples[:i]) for i in range(3)], examples)]
     model.zero_grad()
     ref = sum(naive_nll_sum(model, e) for e in examples)
@@ -103,11 +100,11 @@ def test_per_sequence_packed_attention_equals_unpacked(tiny, examples):
     ref_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.set_attn_implementation(register())
     model.zero_grad()
-    ours, _ = sft_nll_sum(model, b["input_ids"], b["position_ids"], b["labels"])
+    ours, _ = sft_nll_sum(model, b)
     ours.backward()
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-5)
     for k, p in model.named_parameters():
         assert torch.allclose(ref_grads[k], p.grad, rtol=1e-4, atol=1e-5), k
     # generation-style calls (a KV cache, one new token) fall back to stock SDPA and still work
-    out = model.generate(b["input_ids"][:, :20], max_new_tokens=3, do_sample=False)
+    out = model.generate(b.input_ids[:, :20], max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 23)

@@ -1,4 +1,4 @@
-"""DPO on the shared loop: the step, the cached reference (and LoRA's adapters-off reference), a CLI run."""
+"""DPO on the step engine: the step, the cached reference (and LoRA's adapters-off reference), a CLI run."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ import torch
 from tulu.data import synthetic
 from tulu.data.preferences import encode_pairs, pairs_from_samples, pick_pair
 from tulu.models import save_model, tiny_model
-from tulu.train.dpo import DPOTask
-from tulu.train.dpo_core import (
-    LossSettings,
-    cached_reference,
-    collate_pairs,
-    compute_reference,
-    dpo_step,
-    model_fingerprint,
-)
+from tulu.train.dpo import DPOLossConfig, DPOTask, dpo_forward, heldout_metrics
 from tulu.train.logprobs import reference_response_logps
+from tulu.train.reference import cached_reference, collate_pairs, compute_reference, model_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +51,7 @@ def test_lora_reference_is_base_model(tiny, pairs):
             if "lora_B" in name:
                 p.normal_(0, 0.5)
     with_adapter = collate_pairs(pairs[:3], tok.pad_token_id)
-    from tulu.train.dpo_core import policy_logps
+    from tulu.train.reference import policy_logps
 
     with torch.no_grad():
         moved = policy_logps(lora, with_adapter).chosen
@@ -66,20 +59,25 @@ def test_lora_reference_is_base_model(tiny, pairs):
     torch.testing.assert_close(compute_reference(lora, pairs[:3], tok.pad_token_id), base)  # ...not the reference
 
 
-def test_task_loss_sums_what_the_step_averages(tiny, pairs):
+def test_training_step_and_heldout_evaluation_run_the_same_dpo_forward(tiny, pairs):
+    """The loss the engine back-propagates (DPOTask.loss), the held-out metrics and the function under test are
+    one computation: dpo_forward."""
     model, tok = tiny
-    ref = compute_reference(model, pairs, tok.pad_token_id)
+    ref = compute_reference(model, pairs, tok.pad_token_id, sort_by_length=False)
     with torch.no_grad():
         model.lm_head.weight.add_(0.01 * torch.randn_like(model.lm_head.weight))
-    s = LossSettings("dpo_norm", beta=5.0)
+    d = DPOLossConfig(loss_type="dpo_norm", beta=5.0)
     batch = collate_pairs(pairs, tok.pad_token_id, ref)
-    task = DPOTask(tok.pad_token_id, ref, s)
+    task = DPOTask(tok.pad_token_id, ref, d)
     loss_sum, sums = task.loss(model, task.collate(pairs))
-    mean, metrics = dpo_step(model, batch, s)
-    assert loss_sum.item() == pytest.approx(mean.item() * len(pairs), rel=1e-5)
+    out, _ = dpo_forward(model, batch, d)
+    assert loss_sum.item() == pytest.approx(out.losses.sum().item(), rel=1e-6)
     summary = task.summarize({k: v.item() for k, v in sums.items()}, float(len(pairs)))
-    assert summary["rewards/accuracies"] == pytest.approx(metrics["rewards/accuracies"])
-    assert summary["rewards/margins"] == pytest.approx(metrics["rewards/margins"], abs=1e-6)
+    held = heldout_metrics(model, pairs, ref, tok.pad_token_id, d)
+    assert summary["rewards/accuracies"] == pytest.approx(held["rewards/accuracies"])
+    assert summary["rewards/margins"] == pytest.approx(held["rewards/margins"], abs=1e-5)
+    assert held["loss"] == pytest.approx(out.losses.mean().item(), rel=1e-5)
+    assert held["pairs"] == len(pairs)
 
 
 def test_pick_pair_and_pairs_from_samples():
@@ -94,14 +92,17 @@ def test_pick_pair_and_pairs_from_samples():
     assert recs[0]["rejected"][0]["content"] == "The answer is 5."
 
 
-def test_cli_dpo_run_on_tiny_model(tmp_path, tokenizer, capsys):
+def test_cli_dpo_run_on_tiny_model(tmp_path, tokenizer, caplog):
+    import logging
+
     from tulu.cli import main
 
+    caplog.set_level(logging.INFO, logger="tulu")
     model, tok = tiny_model(0, tokenizer=tokenizer)
     save_model(model, tok, tmp_path / "tiny")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
-model: {tmp_path / 'tiny'}
+model: {{path: {tmp_path / 'tiny'}}}
 output_dir: {tmp_path / 'run'}
 data: {{mixture: {{"synthetic:constraints": 20, "synthetic:math": 10}}, eval_fraction: 0.2, max_length: 256}}
 dpo: {{loss_type: dpo, beta: 0.5, max_row_tokens: 512}}
@@ -109,8 +110,10 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
         gradient_checkpointing: false, warmup_ratio: 0.0, seed: 1}}
 """)
     assert main(["dpo", str(recipe)]) == 0
-    summary = json.loads((tmp_path / "run" / "dpo_summary.json").read_text())
-    assert summary["train_pairs"] == 24 and summary["eval_pairs"] == 6
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    details = summary["details"]
+    assert summary["stage"] == "dpo" and summary["steps"] == 6
+    assert details["train_pairs"] == 24 and details["eval_pairs"] == 6
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
@@ -119,12 +122,11 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
     assert summary["heldout_before"]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
     assert summary["heldout_after"]["rewards/margins"] > 0
     # two sources in the mixture: held-out metrics per source as well, and the counts add up
-    by_source = summary["heldout_by_source"]
+    by_source = details["heldout_by_source"]
     assert set(by_source) == {"synthetic:constraints", "synthetic:math"}
-    assert sum(v["pairs"] for v in by_source.values()) == summary["eval_pairs"]
+    assert sum(v["pairs"] for v in by_source.values()) == details["eval_pairs"]
     # from the same passes as the total: before training every reward is exactly 0, so no source has a win
     assert all(v["before"]["rewards/accuracies"] == 0.0 for v in by_source.values())
-    out = capsys.readouterr().out
-    assert "implicit-reward accuracy" in out and "  synthetic:math: " in out
+    assert "implicit-reward accuracy" in caplog.text and "  synthetic:math: " in caplog.text
     # A second run reuses the reference cache (same data, same starting weights).
     assert len(list((tmp_path / "run" / "cache").glob("dpo-ref-*.pt"))) == 2

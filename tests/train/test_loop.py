@@ -1,4 +1,4 @@
-"""The shared loop: schedule and batching formulas, accumulation invariance, loss going down, exact resume."""
+"""The step engine: schedule and batching formulas, accumulation invariance, loss going down, exact resume."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from tulu.data import synthetic
 from tulu.data.templates import encode_chat
 from tulu.models import tiny_model
 from tulu.train.common import TrainConfig
-from tulu.train.loop import (ResumeError, Trainer, deal, epoch_order, list_checkpoints, lr_factor, make_plan,
-                             param_groups, step_items, warmup_steps_for)
+from tulu.train.engine import ResumeError, fit, list_checkpoints, param_groups
+from tulu.train.plan import deal, epoch_order, lr_factor, make_plan, step_items, warmup_steps_for
 from tulu.train.sft import SFTTask
 
 
@@ -87,9 +87,7 @@ def _train(tokenizer, items, out, **kw):
     base.update(kw)
     reduction = base.pop("reduction", "sum")
     model, _ = tiny_model(seed=0, tokenizer=tokenizer)
-    trainer = Trainer(TrainConfig(**base), model, SFTTask(reduction), items, out)
-    result = trainer.train()
-    return trainer, result
+    return fit(TrainConfig(**base), model, SFTTask(reduction), items, out)
 
 
 def _weights(trainer):
@@ -112,7 +110,7 @@ def test_accumulation_does_not_change_the_update(tokenizer, items, tmp_path, red
     """Same effective batch, 1 micro-batch of 8 vs 4 accumulated micro-batches of 2: same weights."""
     a, ra = _train(tokenizer, items, tmp_path / "a", per_device_batch_size=8, reduction=reduction)
     b, rb = _train(tokenizer, items, tmp_path / "b", per_device_batch_size=2, reduction=reduction)
-    assert a.plan.accumulation == 1 and b.plan.accumulation == 4
+    assert a.accumulation == 1 and b.accumulation == 4
     assert [r["loss"] for r in ra.history] == pytest.approx([r["loss"] for r in rb.history], rel=1e-5)
     # Adam divides by sqrt(v)+eps, so for rarely-seen embedding rows (gradients ~1e-8) float-level
     # differences in summation order move the update by up to ~1e-5 (0.3% of one lr=3e-3 step).

@@ -10,7 +10,7 @@ import torch
 from tulu.data import synthetic
 from tulu.data.preferences import encode_pairs
 from tulu.models import load_model, save_model, tiny_model
-from tulu.train.logprobs import collate_sequences
+from tulu.data.packing import collate_sequences
 from tulu.train.rm import RMTask, last_token_scores
 
 
@@ -48,24 +48,26 @@ def test_rm_task_loss_is_bradley_terry(tiny_dir, tokenizer):
     assert sums["accuracy"].item() == float((s[:4] > s[4:]).sum())
 
 
-def test_cli_rm_run(tmp_path, tiny_dir, capsys):
+def test_cli_rm_run(tmp_path, tiny_dir, caplog):
+    import logging
+
     from transformers import AutoModelForSequenceClassification
 
     from tulu.cli import main
 
+    caplog.set_level(logging.INFO, logger="tulu")
     recipe = tmp_path / "rm.yaml"
     recipe.write_text(f"""
-model: {tiny_dir}
+model: {{path: {tiny_dir}}}
 output_dir: {tmp_path / 'run'}
 max_row_tokens: 600
 data: {{mixture: {{"synthetic:constraints": 30}}, eval_fraction: 0.2, max_length: 256}}
 train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 4, num_epochs: 2, seed: 1}}
 """)
     assert main(["rm", str(recipe)]) == 0
-    out = capsys.readouterr().out
-    assert "held-out pairwise accuracy" in out
-    summary = json.loads((tmp_path / "run" / "rm_summary.json").read_text())
-    assert summary["eval_pairs"] == 6 and 0.0 <= summary["heldout_after"]["accuracy"] <= 1.0
+    assert "held-out pairwise accuracy" in caplog.text
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stage"] == "rm" and summary["details"]["eval_pairs"] == 6 and 0.0 <= summary["heldout_after"]["accuracy"] <= 1.0
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(x)]
     assert losses[-1] < losses[0]
@@ -74,6 +76,6 @@ train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 
     # the score head is freshly initialised: seeded by train.seed, so a second run is the same run
     torch.manual_seed(12345)  # whatever the global RNG holds before the run
     assert main(["rm", str(recipe), f"output_dir={tmp_path / 'again'}"]) == 0
-    again = json.loads((tmp_path / "again" / "rm_summary.json").read_text())
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["heldout_before"] == summary["heldout_before"]
     assert again["heldout_after"] == summary["heldout_after"]

@@ -43,8 +43,10 @@ def test_cli_sft_writes_reloadable_model_with_card(tiny_dir, tmp_path):
     card = (out / "model" / "README.md").read_text()
     assert "synthetic:math` | 16" in card and "synthetic:constraints` | 16" in card
     assert '"learning_rate": 0.003' in card and "Final loss" in card
-    res = json.loads((out / "train_results.json").read_text())
-    assert res["global_step"] == 12 and res["final"]["loss"] == pytest.approx(lines[-1]["loss"])
+    res = json.loads((out / "summary.json").read_text())
+    assert res["stage"] == "sft" and res["steps"] == 12
+    assert res["final_metrics"]["loss"] == pytest.approx(lines[-1]["loss"])
+    assert res["first_loss"] == pytest.approx(lines[0]["loss"])
 
 
 def test_cli_sft_lora_merges_into_plain_folder(tiny_dir, tmp_path):
@@ -113,8 +115,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dir, tmp_path):
     assert p.wait() == 0, p.stderr.read()
     r = _run(recipe)
     assert r.wait() == 0, r.stderr.read()
-    res = json.loads((killed / "train_results.json").read_text())
-    assert res["resumed_from"] >= 4 and res["global_step"] == 12
+    res = json.loads((killed / "summary.json").read_text())
+    assert res["resumed_from"] >= 4 and res["steps"] == 12
+    assert res["first_loss"] == pytest.approx(json.loads((full / "metrics.jsonl").read_text().splitlines()[0])["loss"])
     a = load_file(full / "model" / "model.safetensors")
     b = load_file(killed / "model" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -189,7 +192,7 @@ def test_deepspeed_size_fields_filled_from_hidden_size():
     """accelerate cannot fill these from our step wrapper (it has no .config): the loop does, with its formulas."""
     from types import SimpleNamespace
 
-    from tulu.train.loop import fill_deepspeed_sizes
+    from tulu.train.runtime import fill_deepspeed_sizes
 
     root = Path(__file__).resolve().parents[2]
     ds = json.loads((root / "configs" / "deepspeed" / "zero3_bf16.json").read_text())

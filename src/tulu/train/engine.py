@@ -570,4 +570,13 @@ def train_epochs(engine: Engine, items: Sequence[Any]) -> TrainResult:
 
 
 __all__ = ["Engine", "Task", "TrainResult", "RunSummary", "ResumeError", "train_epochs", "build_accelerator",
-           "make_optimizer", "param_groups", "list_checkpoints", "fill_deepspeed_sizes", "my_micro_batches"]
+           "make_optimizer", "param_groups", "list_checkpoints", "fill_deepspeed_sizes", "my_micro_batches", "fit"]
+
+
+def fit(cfg: TrainConfig, model: nn.Module, task: Task, items: Sequence[Any], output_dir: str | os.PathLike, *,
+        run_config: dict | None = None, desc: str = "train") -> tuple[Engine, TrainResult]:
+    """Epochs over ``items`` for a caller that already holds its model (tests, benchmarks). A trainer's
+    ``run()`` builds the Engine itself before loading the model (see the module docstring)."""
+    engine = Engine(cfg, output_dir, run_config=run_config, desc=desc)
+    engine.prepare(model, task)
+    return engine, train_epochs(engine, items)
