@@ -33,8 +33,17 @@ from typing import Literal
 import torch
 
 __all__ = [
-    "masked_sum", "masked_mean", "masked_var", "masked_whiten", "last_token_index", "verifiable_reward",
-    "per_token_rewards", "gae", "group_advantages", "zero_std_groups", "overlong_penalty",
+    "gae",
+    "group_advantages",
+    "last_token_index",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "overlong_penalty",
+    "per_token_rewards",
+    "verifiable_reward",
+    "zero_std_groups",
 ]
 
 
@@ -78,13 +87,12 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     TRL's and open-instruct's PPO (``masked_whiten``). ``shift_mean=False`` adds ``μ`` back (scale only; PPO
     implementations use it to whiten rewards). Masked-out positions are 0 in the result; with no masked
     entries the result is all zeros; with one entry σ² = 0 and the entry becomes 0 (or ``μ``)."""
-    m = _as_mask(mask, x)
     mean = masked_mean(x, mask)
     var = masked_var(x, mask, unbiased=unbiased)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return out * m
+    return torch.where(_as_mask(mask, x).bool(), out, torch.zeros_like(out))
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -126,7 +134,7 @@ def per_token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor
     if beta:
         if kl is None:
             raise ValueError("per_token_rewards: beta != 0 needs the per-token kl")
-        rewards = -beta * kl.detach() * m
+        rewards = torch.where(m.bool(), -beta * kl.detach(), torch.zeros_like(m))
     last = last_token_index(mask)
     rows = torch.nonzero(last >= 0).squeeze(-1)
     rewards[rows, last[rows]] += scores[rows].to(dtype)

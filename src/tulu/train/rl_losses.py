@@ -35,8 +35,18 @@ import torch
 from tulu.train.advantages import masked_mean, masked_sum
 
 __all__ = [
-    "AGGREGATIONS", "Aggregation", "KL_ESTIMATORS", "PolicyLoss", "ValueLoss", "aggregate", "kl_estimate",
-    "clipped_surrogate", "policy_loss", "value_loss", "truncated_is_weights", "logprob_mismatch_stats",
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "Aggregation",
+    "PolicyLoss",
+    "ValueLoss",
+    "aggregate",
+    "clipped_surrogate",
+    "kl_estimate",
+    "logprob_mismatch_stats",
+    "policy_loss",
+    "truncated_is_weights",
+    "value_loss",
 ]
 
 Aggregation = Literal["token", "sequence", "constant"]
@@ -169,18 +179,21 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         raise ValueError(f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and mask "
                          f"{tuple(mask.shape)} must all be [B, T]")
     per_token, ratio, clipped = clipped_surrogate(logp, old_logp, advantages, clip_low, clip_high, is_weights)
-    agg = dict(mode=aggregation, max_len=max_len, token_count=token_count, seq_count=seq_count)
-    pg = aggregate(per_token, mask, **agg)
+    def agg(x: torch.Tensor) -> torch.Tensor:
+        return aggregate(x, mask, aggregation, max_len=max_len, token_count=token_count, seq_count=seq_count)
+
+    pg = agg(per_token)
     if kl is not None and beta:
-        kl_term = beta * aggregate(kl, mask, **agg)
+        kl_term = beta * agg(kl)
     else:
         kl_term = torch.zeros((), dtype=pg.dtype, device=pg.device)
     with torch.no_grad():
         log_ratio = logp.detach() - old_logp.detach()
-        stats = dict(clip_frac=masked_mean(clipped.to(logp.dtype), mask),
-                     approx_kl=masked_mean(0.5 * log_ratio ** 2, mask),
-                     ratio_mean=masked_mean(ratio.detach(), mask))
-    return PolicyLoss(loss=pg + kl_term, pg_loss=pg.detach(), kl_loss=kl_term.detach(), **stats)
+        clip_frac = masked_mean(clipped.to(logp.dtype), mask)
+        approx_kl = masked_mean(0.5 * log_ratio ** 2, mask)
+        ratio_mean = masked_mean(ratio.detach(), mask)
+    return PolicyLoss(loss=pg + kl_term, pg_loss=pg.detach(), kl_loss=kl_term.detach(), clip_frac=clip_frac,
+                      approx_kl=approx_kl, ratio_mean=ratio_mean)
 
 
 @dataclass
