@@ -442,3 +442,70 @@ def test_logprob_mismatch_stats_by_hand():
     assert s["mismatch/tokens"] == 4.0
     empty = R.logprob_mismatch_stats(old, gen, torch.zeros_like(mask))
     assert set(empty.values()) == {0.0}
+
+
+# --------------------------------------------------------------------------------------------- TRL parity
+
+class _SingleProcess:
+    """What TRL's loss code asks of `accelerate.Accelerator` in a one-process run."""
+
+    num_processes = 1
+    sync_gradients = True
+
+    @staticmethod
+    def gather(x):
+        return x
+
+    gather_for_metrics = gather
+
+    @staticmethod
+    def reduce(x, reduction="sum"):
+        return x
+
+
+@pytest.mark.parametrize("trl_loss,ours", [("grpo", "sequence"), ("bnpo", "token"), ("dapo", "token"),
+                                           ("dr_grpo", "constant")])
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_policy_loss_matches_trl_grpo_trainer(trl_loss, ours, beta):
+    """Run TRL's own `GRPOTrainer._compute_loss` on our tensors (its model forward replaced by fixed
+    log-probs) and compare with `policy_loss` + `kl_estimate` + `truncated_is_weights`."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    grpo = pytest.importorskip("trl.trainer.grpo_trainer")
+    torch.manual_seed(3)
+    B, T, max_len = 4, 5, 7
+    logp = (torch.randn(B, T, dtype=F64) * 0.3 - 1.0).requires_grad_()
+    old = logp.detach() + torch.randn(B, T, dtype=F64) * 0.3
+    ref = logp.detach() + torch.randn(B, T, dtype=F64) * 0.3
+    gen = old + torch.randn(B, T, dtype=F64) * 0.8
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]], dtype=F64)
+    adv = A.group_advantages(t([1.0, 0.0, 0.0, 1.0]), 4)
+    w = R.truncated_is_weights(old, gen, mask.bool(), cap=2.0)
+    assert (w == 2.0).any() and (w < 1.0).any()            # the cap is exercised
+
+    trl_self = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros(B, T, dtype=F64), None),
+        aux_loss_enabled=False, top_entropy_quantile=1.0, off_policy_mask_threshold=None,
+        importance_sampling_level="token", beta=beta, loss_type=trl_loss, epsilon_low=0.2, epsilon_high=0.28,
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        use_vllm=True, vllm_importance_sampling_correction=True, model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1, max_completion_length=max_len, accelerator=_SingleProcess(),
+        _entropy_bonus_enabled=False, _metrics={"train": defaultdict(list)},
+    )
+    inputs = {"prompt_ids": torch.zeros(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2),
+              "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
+              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "importance_sampling_ratio": w, "num_items_in_batch": mask.sum()}
+    theirs = grpo.GRPOTrainer._compute_loss(trl_self, None, inputs)
+    (g_theirs,) = torch.autograd.grad(theirs, logp)
+
+    kl = R.kl_estimate(logp, ref, mask, "k3")
+    mine = R.policy_loss(logp, old, adv, mask, clip_low=0.2, clip_high=0.28, aggregation=ours,
+                         max_len=max_len, is_weights=w, kl=kl, beta=beta)
+    (g_mine,) = torch.autograd.grad(mine.loss, logp)
+    assert mine.loss.item() == approx(theirs.item(), abs=1e-12)
+    torch.testing.assert_close(g_mine, g_theirs, atol=1e-12, rtol=0)
+    region = trl_self._metrics["train"]["clip_ratio/region_mean"][-1]
+    assert mine.clip_frac.item() == approx(region, abs=1e-12)
+    assert 0 < region < 1                                  # some tokens clip, some do not
