@@ -545,3 +545,26 @@ def test_policy_loss_matches_trl_grpo_trainer(trl_loss, ours, beta):
     region = trl_self._metrics["train"]["clip_ratio/region_mean"][-1]
     assert mine.clip_frac.item() == approx(region, abs=1e-12)
     assert 0 < region < 1                                  # some tokens clip, some do not
+
+
+def test_bool_and_float_masks_agree_in_float32():
+    torch.manual_seed(4)
+    B, T = 4, 6
+    lengths = [6, 3, 1, 0]
+    bmask = torch.tensor([[i < n for i in range(T)] for n in lengths])
+    fmask = bmask.float()
+    logp, old, ref, gen = (torch.randn(B, T) * 0.2 for _ in range(4))
+    values = torch.randn(B, T)
+    scores = A.verifiable_reward(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 0, 1]))
+    outs = []
+    for m in (bmask, fmask):
+        kl = R.kl_estimate(old, ref, m, "k1")
+        adv, ret = A.gae(A.per_token_rewards(scores, m, kl, 0.05), values, m)
+        adv = A.masked_whiten(adv, m)
+        w = R.truncated_is_weights(old, gen, m)
+        pl = R.policy_loss(logp, old, adv, m, is_weights=w)
+        vl = R.value_loss(values + 0.1, values, ret, m)
+        grpo = R.policy_loss(logp, old, A.group_advantages(scores, 2, scale="batch"), m, aggregation="sequence")
+        outs.append(torch.stack([pl.loss, pl.clip_frac, vl.loss, grpo.loss, adv.sum(), ret.sum()]))
+        assert all(o.dtype == torch.float32 and torch.isfinite(o).all() for o in (adv, ret, pl.loss, vl.loss))
+    torch.testing.assert_close(outs[0], outs[1])

@@ -197,7 +197,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int,
     if scale == "group":
         std = g.std(dim=1, keepdim=True, correction=int(unbiased)) if group_size > 1 else torch.zeros_like(g)
     elif scale == "batch":
-        std = g.reshape(-1).std(correction=int(unbiased)) if g.numel() > 1 else torch.zeros(())
+        std = g.reshape(-1).std(correction=int(unbiased)) if g.numel() > 1 else g.new_zeros(())
     else:
         raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
     return (centred / (std + eps)).reshape(-1)
