@@ -171,6 +171,9 @@ def _set_path(data: dict, path: list[str], value: Any, cls: type) -> None:
         fields = {f.name: f for f in dataclasses.fields(node_cls)} if dataclasses.is_dataclass(node_cls) else None
         if fields is not None and part not in fields:
             dotted = ".".join(path[: i + 1])
+            if RENAMED.get(part) in fields:
+                raise ConfigError(f"override {dotted}: this key was renamed; write {RENAMED[part]!r} instead "
+                                  f"(the same name in every recipe)")
             raise ConfigError(
                 f"override {'.'.join(path)}: unknown key {dotted!r} (known keys: {', '.join(sorted(fields))})"
             )
