@@ -27,107 +27,54 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from tulu.data.synthetic import FACTS, TOPICS
-
-# ------------------------------------------------------------------------------------------ vocabulary
-EXTRA_TOPICS = [
-    "the first day at a new job", "a rainy weekend", "street food", "a small mountain village", "comets",
-    "the invention of the telephone", "wind turbines", "a school science fair", "penguins", "clocks",
-    "saving money", "board games", "the night sky", "a long train journey", "home-made pasta",
-    "the postal service", "camping", "octopuses", "a local football club", "maps", "autumn leaves",
-    "a neighbourhood market", "birdwatching", "old photographs", "sleep", "tides", "kites",
-]
-ALL_TOPICS = TOPICS + EXTRA_TOPICS
-
-# Base instructions written for this generator; {t} is the topic. No commas, so "repeat the request"
-# stays checkable next to "no commas".
-BASES = [
-    "Write a short blog post about {t}.", "Write a letter to a friend about {t}.",
-    "Write a short story that involves {t}.", "Describe {t} to someone who has never heard of it.",
-    "Write a product description for a book about {t}.", "Explain {t} to a ten year old.",
-    "Write a short speech for a school assembly about {t}.", "Give some advice to a beginner interested in {t}.",
-    "Write a diary entry about a day spent learning about {t}.", "Write a short poem about {t}.",
-    "Summarize what most people should know about {t}.", "Write an email inviting colleagues to a talk on {t}.",
-    "Write a museum placard about {t}.", "Write a news brief about a new exhibition on {t}.",
-    "Write a review of a documentary about {t}.", "Write a tweet-length pitch for a podcast about {t}.",
-    "Write a short dialogue between two friends discussing {t}.", "Write a travel guide entry about {t}.",
-    "Compare {t} today with {t} a hundred years ago.", "Write a riddle whose answer is {t}.",
-    "Write the opening of a lecture about {t}.", "Write a short encyclopedia entry on {t}.",
-    "Write a note for a class newsletter about {t}.", "List some surprising facts about {t}.",
-    "Write a motivational message for a club devoted to {t}.", "Write a job advertisement for an expert on {t}.",
-    "Describe a perfect afternoon that involves {t}.", "Write a thank-you note to a teacher who taught you about {t}.",
-    "Write an FAQ answer explaining {t}.", "Write a short essay on why {t} matters.",
-    "Pitch a children's book about {t}.", "Write a limerick about {t}.",
-]
-YES_NO_BASES = [
-    "Is {t} worth learning about?", "Would a ten year old enjoy a lesson on {t}?",
-    "Is {t} more interesting than most people think?", "Should every school teach something about {t}?",
-    "Can a beginner understand {t} in one afternoon?", "Is {t} important for the future?",
-    "Would you recommend a weekend trip devoted to {t}?", "Is it easy to explain {t} without pictures?",
-]
-MORE_FACTS = [
-    "There is always more to discover about {t}.", "Even experts keep finding new questions about {t}.",
-    "People around the world talk about {t} in different ways.", "A good teacher can make {t} exciting.",
-    "Some of the best stories start with {t}.", "It is fun to share what you know about {t}.",
-    "Reading about {t} can fill a quiet evening.", "Children often ask clever questions about {t}.",
-]
-SENTENCES = FACTS + MORE_FACTS
-# Short texts for the response-language constraint, written for this generator (topic-free).
-FOREIGN = {
-    "fr": ("French", ["Ce sujet est vraiment passionnant pour tout le monde.",
-                      "Beaucoup de gens aiment en apprendre davantage chaque jour.",
-                      "Il y a toujours quelque chose de nouveau à découvrir.",
-                      "Les enfants posent souvent des questions très intéressantes.",
-                      "On peut en parler pendant des heures avec des amis."]),
-    "es": ("Spanish", ["Este tema es muy interesante para todas las personas.",
-                       "Mucha gente quiere aprender algo nuevo cada día.",
-                       "Siempre hay algo diferente que descubrir.",
-                       "Los niños hacen preguntas muy curiosas sobre esto.",
-                       "Podemos hablar de esto durante horas con nuestros amigos."]),
-    "de": ("German", ["Dieses Thema ist für viele Menschen sehr spannend.",
-                      "Man kann jeden Tag etwas Neues darüber lernen.",
-                      "Es gibt immer noch viel zu entdecken.",
-                      "Kinder stellen dazu oft sehr kluge Fragen.",
-                      "Wir können stundenlang mit Freunden darüber sprechen."]),
-    "it": ("Italian", ["Questo argomento è molto interessante per tutti.",
-                       "Molte persone vogliono imparare qualcosa di nuovo ogni giorno.",
-                       "C'è sempre qualcosa di diverso da scoprire.",
-                       "I bambini fanno spesso domande molto curiose.",
-                       "Possiamo parlarne per ore con i nostri amici."]),
-    "pt": ("Portuguese", ["Este assunto é muito interessante para todas as pessoas.",
-                          "Muita gente quer aprender algo novo todos os dias.",
-                          "Sempre existe algo diferente para descobrir.",
-                          "As crianças fazem perguntas muito curiosas sobre isso.",
-                          "Podemos conversar sobre isso durante horas com os amigos."]),
-}
-KEYWORDS = ["history", "future", "community", "balance", "curiosity", "patience", "journey", "detail",
-            "surprise", "tradition", "energy", "season", "memory", "craft", "habit", "question", "garden",
-            "river", "lantern", "compass", "harvest", "signal", "pattern", "window"]
-FORBIDDEN = ["very", "really", "thing", "stuff", "nice", "basically", "actually", "literally", "awesome",
-             "amazing", "just", "simply", "obviously", "totally"]
-OPENERS = ["however", "meanwhile", "finally", "overall", "today", "first", "still", "besides", "indeed",
-           "next", "sometimes", "later"]
-PLACEHOLDERS = ["[name]", "[address]", "[date]", "[city]", "[phone number]", "[school]", "[time]", "[email]"]
-CAPS = ["NOTE", "KEY", "ALWAYS", "NEVER", "VITAL", "TRULY", "NOW", "BEST", "MUST", "REAL"]
-END_PHRASES = ["Thank you for reading.", "That is all for today.", "I hope this helps.",
-               "Have a wonderful day.", "See you next time.", "Any other questions?"]
-SPLITTERS = ["Section", "SECTION", "Part", "PART", "Chapter"]
-HIGHLIGHTS = ["the main idea", "a key detail", "an important point", "the best part", "a useful tip",
-              "the big question"]
+from tulu.data.ifeval_vocab import (
+    ALL_TOPICS,
+    BASES,
+    CAPS,
+    END_PHRASES,
+    FORBIDDEN,
+    FOREIGN,
+    HIGHLIGHTS,
+    KEYWORDS,
+    OPENERS,
+    PLACEHOLDERS,
+    SENTENCES,
+    SPLITTERS,
+    YES_NO_BASES,
+)
 
 # ------------------------------------------------------------------------------------------- taxonomy
-LAYOUTS = {"length_constraints:number_paragraphs", "length_constraints:nth_paragraph_first_word",
-           "detectable_format:multiple_sections", "detectable_format:number_bullet_lists",
-           "combination:two_responses", "detectable_format:json_format"}
+LAYOUTS = {
+    "length_constraints:number_paragraphs",
+    "length_constraints:nth_paragraph_first_word",
+    "detectable_format:multiple_sections",
+    "detectable_format:number_bullet_lists",
+    "combination:two_responses",
+    "detectable_format:json_format",
+}
 CASES = {"change_case:english_capital", "change_case:english_lowercase", "change_case:capital_word_frequency"}
 # What a foreign-language or JSON answer can be combined with.
-LANGUAGE_OK = {"punctuation:no_comma", "startend:quotation", "length_constraints:number_paragraphs",
-               "length_constraints:number_words", "length_constraints:number_sentences",
-               "detectable_format:number_highlighted_sections", "detectable_content:number_placeholders",
-               "detectable_format:number_bullet_lists", "combination:two_responses"}
-JSON_OK = {"keywords:existence", "keywords:frequency", "keywords:forbidden_words", "keywords:letter_frequency",
-           "change_case:english_capital", "change_case:english_lowercase", "length_constraints:number_words",
-           "punctuation:no_comma"}
+LANGUAGE_OK = {
+    "punctuation:no_comma",
+    "startend:quotation",
+    "length_constraints:number_paragraphs",
+    "length_constraints:number_words",
+    "length_constraints:number_sentences",
+    "detectable_format:number_highlighted_sections",
+    "detectable_content:number_placeholders",
+    "detectable_format:number_bullet_lists",
+    "combination:two_responses",
+}
+JSON_OK = {
+    "keywords:existence",
+    "keywords:frequency",
+    "keywords:forbidden_words",
+    "keywords:letter_frequency",
+    "change_case:english_capital",
+    "change_case:english_lowercase",
+    "length_constraints:number_words",
+    "punctuation:no_comma",
+}
 PAIRS = {
     frozenset({"combination:repeat_prompt", "startend:quotation"}),
     frozenset({"combination:repeat_prompt", "length_constraints:nth_paragraph_first_word"}),
@@ -166,8 +113,11 @@ class ConstraintExample:
 
     @property
     def ground_truth(self) -> dict[str, Any]:
-        return {"instruction_id_list": list(self.instruction_ids), "kwargs": [dict(k) for k in self.kwargs],
-                "prompt": self.prompt}
+        return {
+            "instruction_id_list": list(self.instruction_ids),
+            "kwargs": [dict(k) for k in self.kwargs],
+            "prompt": self.prompt,
+        }
 
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -188,10 +138,16 @@ def _structural_kwargs(rng: random.Random, iid: str, base: str) -> dict[str, Any
     rel = rng.choice(["less than", "at least"])
     return {
         "keywords:existence": lambda: {"keywords": rng.sample(KEYWORDS, rng.randint(1, 2))},
-        "keywords:frequency": lambda: {"keyword": rng.choice(KEYWORDS), "relation": rel,
-                                       "frequency": rng.randint(1, 3) if rel == "at least" else rng.randint(2, 4)},
+        "keywords:frequency": lambda: {
+            "keyword": rng.choice(KEYWORDS),
+            "relation": rel,
+            "frequency": rng.randint(1, 3) if rel == "at least" else rng.randint(2, 4),
+        },
         "keywords:forbidden_words": lambda: {"forbidden_words": rng.sample(FORBIDDEN, rng.randint(1, 3))},
-        "keywords:letter_frequency": lambda: {"letter": rng.choice("abcdefghiklmnoprstuwy"), "let_relation": rel},
+        "keywords:letter_frequency": lambda: {
+            "letter": rng.choice("abcdefghiklmnoprstuwy"),
+            "let_relation": rel,
+        },
         "language:response_language": lambda: {"language": rng.choice(sorted(FOREIGN))},
         "length_constraints:number_sentences": lambda: {"relation": rel},
         "length_constraints:number_paragraphs": lambda: {"num_paragraphs": rng.randint(2, 4)},
@@ -202,8 +158,10 @@ def _structural_kwargs(rng: random.Random, iid: str, base: str) -> dict[str, Any
         "detectable_format:number_bullet_lists": lambda: {"num_bullets": rng.randint(2, 5)},
         "detectable_format:constrained_response": dict,
         "detectable_format:number_highlighted_sections": lambda: {"num_highlights": rng.randint(1, 3)},
-        "detectable_format:multiple_sections": lambda: {"section_spliter": rng.choice(SPLITTERS),
-                                                        "num_sections": rng.randint(2, 4)},
+        "detectable_format:multiple_sections": lambda: {
+            "section_spliter": rng.choice(SPLITTERS),
+            "num_sections": rng.randint(2, 4),
+        },
         "detectable_format:json_format": dict,
         "detectable_format:title": dict,
         "combination:two_responses": dict,
@@ -246,9 +204,15 @@ def _compose(rng: random.Random, topic: str, base: str, spec: dict[str, dict]) -
         n_parts = 2
     else:
         n_parts = 1
-    per = 1 if has("detectable_format:number_bullet_lists") else rng.randint(1, 3) if n_parts > 1 else rng.randint(2, 4)
+    per = (
+        1
+        if has("detectable_format:number_bullet_lists")
+        else rng.randint(1, 3)
+        if n_parts > 1
+        else rng.randint(2, 4)
+    )
     pool = _fill(rng, topic, min(len(SENTENCES) if lang == "en" else 5, n_parts * per), lang)
-    parts = [pool[i * per:(i + 1) * per] or [pool[i % len(pool)]] for i in range(n_parts)]
+    parts = [pool[i * per : (i + 1) * per] or [pool[i % len(pool)]] for i in range(n_parts)]
     if has("combination:two_responses") and parts[0] == parts[1]:
         parts[1] = parts[1][::-1] + ["That is another way to see it."]
     # 2. content woven into the parts (never at the start of a line)
@@ -347,19 +311,27 @@ def _thresholds(rng: random.Random, spec: dict[str, dict], response: str) -> dic
             n = count_sentences(response)
             if n < 3:
                 a["relation"] = "less than"
-            a["num_sentences"] = n + rng.randint(1, 3) if a["relation"] == "less than" else max(2, n - rng.randint(0, 2))
+            a["num_sentences"] = (
+                n + rng.randint(1, 3) if a["relation"] == "less than" else max(2, n - rng.randint(0, 2))
+            )
         elif iid == "keywords:letter_frequency":
             n = response.lower().count(a["letter"])
             if a["let_relation"] == "at least" and n < 3:
                 a["let_relation"] = "less than"
-            a["let_frequency"] = (n + rng.randint(1, 5) if a["let_relation"] == "less than"
-                                  else max(2, n - rng.randint(0, n // 2)))
+            a["let_frequency"] = (
+                n + rng.randint(1, 5)
+                if a["let_relation"] == "less than"
+                else max(2, n - rng.randint(0, n // 2))
+            )
         elif iid == "change_case:capital_word_frequency":
             n = sum(1 for w in word_tokenize(response) if w.isupper())
             if n < 2:
                 a["capital_relation"] = "less than"
-            a["capital_frequency"] = (n + rng.randint(1, 4) if a["capital_relation"] == "less than"
-                                      else max(2, n - rng.randint(0, 1)))
+            a["capital_frequency"] = (
+                n + rng.randint(1, 4)
+                if a["capital_relation"] == "less than"
+                else max(2, n - rng.randint(0, 1))
+            )
         elif iid == "keywords:frequency" and a["relation"] == "less than":
             n = len(re.findall(a["keyword"], response, re.IGNORECASE))
             a["frequency"] = max(a["frequency"], n + 1)
@@ -376,47 +348,67 @@ def describe(iid: str, a: dict[str, Any], rng: random.Random) -> str:
     """Our own wording of one instruction with its kwargs."""
     fewer = {"less than": "fewer than", "at least": "at least"}
     if iid == "keywords:existence":
-        return rng.choice(["Make sure your answer uses the word{s} {w}.", "Include the keyword{s} {w}."]).format(
-            s="s" if len(a["keywords"]) > 1 else "", w=_listing(a["keywords"]))
+        return rng.choice(
+            ["Make sure your answer uses the word{s} {w}.", "Include the keyword{s} {w}."]
+        ).format(s="s" if len(a["keywords"]) > 1 else "", w=_listing(a["keywords"]))
     if iid == "keywords:frequency":
         return f'The word "{a["keyword"]}" should appear {fewer[a["relation"]]} {a["frequency"]} times.'
     if iid == "keywords:forbidden_words":
-        return rng.choice(["Do not use the word{s} {w} anywhere.", "Avoid the word{s} {w} in your reply."]).format(
-            s="s" if len(a["forbidden_words"]) > 1 else "", w=_listing(a["forbidden_words"]))
+        return rng.choice(
+            ["Do not use the word{s} {w} anywhere.", "Avoid the word{s} {w} in your reply."]
+        ).format(s="s" if len(a["forbidden_words"]) > 1 else "", w=_listing(a["forbidden_words"]))
     if iid == "keywords:letter_frequency":
-        return f'The letter "{a["letter"]}" should appear {fewer[a["let_relation"]]} {a["let_frequency"]} times.'
+        return (
+            f'The letter "{a["letter"]}" should appear {fewer[a["let_relation"]]} {a["let_frequency"]} times.'
+        )
     if iid == "language:response_language":
         name = FOREIGN[a["language"]][0]
-        return rng.choice([f"Write your whole answer in {name}; no other language is allowed.",
-                           f"Respond only in {name}."])
+        return rng.choice(
+            [f"Write your whole answer in {name}; no other language is allowed.", f"Respond only in {name}."]
+        )
     if iid == "length_constraints:number_sentences":
         return f"Use {fewer[a['relation']]} {a['num_sentences']} sentences."
     if iid == "length_constraints:number_paragraphs":
-        return (f"Write exactly {a['num_paragraphs']} paragraphs and put the markdown divider *** "
-                "between one paragraph and the next.")
+        return (
+            f"Write exactly {a['num_paragraphs']} paragraphs and put the markdown divider *** "
+            "between one paragraph and the next."
+        )
     if iid == "length_constraints:number_words":
-        return (f"Keep your answer under {a['num_words']} words." if a["relation"] == "less than"
-                else f"Write at least {a['num_words']} words.")
+        return (
+            f"Keep your answer under {a['num_words']} words."
+            if a["relation"] == "less than"
+            else f"Write at least {a['num_words']} words."
+        )
     if iid == "length_constraints:nth_paragraph_first_word":
-        return (f"Write {a['num_paragraphs']} paragraphs separated by blank lines (two newlines); "
-                f"paragraph number {a['nth_paragraph']} has to begin with the word \"{a['first_word']}\".")
+        return (
+            f"Write {a['num_paragraphs']} paragraphs separated by blank lines (two newlines); "
+            f'paragraph number {a["nth_paragraph"]} has to begin with the word "{a["first_word"]}".'
+        )
     if iid == "detectable_content:number_placeholders":
-        return (f"Leave at least {a['num_placeholders']} placeholder{'s' if a['num_placeholders'] > 1 else ''} "
-                "in square brackets for the reader to fill in (like [name]).")
+        return (
+            f"Leave at least {a['num_placeholders']} placeholder{'s' if a['num_placeholders'] > 1 else ''} "
+            "in square brackets for the reader to fill in (like [name])."
+        )
     if iid == "detectable_content:postscript":
         return f"Add a postscript at the end that starts with {a['postscript_marker']}"
     if iid == "detectable_format:number_bullet_lists":
-        return (f"Give exactly {a['num_bullets']} markdown bullet points (lines that start with \"* \") "
-                "and no other list items.")
+        return (
+            f'Give exactly {a["num_bullets"]} markdown bullet points (lines that start with "* ") '
+            "and no other list items."
+        )
     if iid == "detectable_format:constrained_response":
         return 'Reply with one of: "My answer is yes.", "My answer is no.", "My answer is maybe."'
     if iid == "detectable_format:number_highlighted_sections":
-        return (f"Highlight at least {a['num_highlights']} part{'s' if a['num_highlights'] > 1 else ''} of your "
-                "answer in markdown, like *this part*.")
+        return (
+            f"Highlight at least {a['num_highlights']} part{'s' if a['num_highlights'] > 1 else ''} of your "
+            "answer in markdown, like *this part*."
+        )
     if iid == "detectable_format:multiple_sections":
         sp = a["section_spliter"]
-        return (f"Organize your answer in {a['num_sections']} sections; start each one with a line "
-                f"\"{sp} X\" where X is its number ({sp} 1 first).")
+        return (
+            f"Organize your answer in {a['num_sections']} sections; start each one with a line "
+            f'"{sp} X" where X is its number ({sp} 1 first).'
+        )
     if iid == "detectable_format:json_format":
         return "The whole output must be valid JSON (a markdown code fence around it is fine)."
     if iid == "detectable_format:title":
@@ -424,8 +416,10 @@ def describe(iid: str, a: dict[str, Any], rng: random.Random) -> str:
     if iid == "combination:two_responses":
         return "Give two different answers separated by a line of six asterisks (******)."
     if iid == "combination:repeat_prompt":
-        return ("Before you answer, repeat the request above word for word; say nothing before it and "
-                "leave out this sentence.")
+        return (
+            "Before you answer, repeat the request above word for word; say nothing before it and "
+            "leave out this sentence."
+        )
     if iid == "startend:end_checker":
         return f'Close with the exact phrase "{a["end_phrase"]}" and write nothing after it.'
     if iid == "change_case:capital_word_frequency":
@@ -451,7 +445,9 @@ def _bad_candidates(rng: random.Random, topic: str) -> list[str]:
     return ["Sure", plain, "\n".join([sink] * 12)]
 
 
-def constraint_example(rng: random.Random, *, max_constraints: int = 3, attempts: int = 200) -> ConstraintExample:
+def constraint_example(
+    rng: random.Random, *, max_constraints: int = 3, attempts: int = 200
+) -> ConstraintExample:
     """One verified constraint prompt (see the module docstring for the steps)."""
     from tulu.verifiers.ifeval import follow_instructions
     from tulu.verifiers.ifeval_instructions import SPECS
@@ -470,8 +466,12 @@ def constraint_example(rng: random.Random, *, max_constraints: int = 3, attempts
         gt = {"instruction_id_list": chosen, "kwargs": [final[i] for i in chosen], "prompt": prompt}
         if not follow_instructions(good, gt).prompt_strict:
             continue
-        bad = next((b for b in _bad_candidates(rng, topic) if not follow_instructions(b, gt).prompt_strict), None)
+        bad = next(
+            (b for b in _bad_candidates(rng, topic) if not follow_instructions(b, gt).prompt_strict), None
+        )
         if bad is None:
             continue
-        return ConstraintExample(prompt, base, topic, tuple(chosen), tuple(final[i] for i in chosen), good, bad)
+        return ConstraintExample(
+            prompt, base, topic, tuple(chosen), tuple(final[i] for i in chosen), good, bad
+        )
     raise RuntimeError(f"no satisfiable constraint prompt in {attempts} draws (a bug in the conflict table)")
