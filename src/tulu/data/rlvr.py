@@ -212,7 +212,7 @@ def _raw_records(path: Path) -> Iterator[tuple[str, dict | None, str | None]]:
                     continue
                 loc = f"{path}:{lineno}"
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line.rstrip("\r\n"))
                 except json.JSONDecodeError as exc:
                     yield loc, None, f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})"
                     continue

@@ -75,20 +75,22 @@ def check_task(task: str) -> MathTask:
     return MATH_TASKS[task]
 
 
-def _distinct(draw, n: int, split: str, name: str, max_draws: int) -> list[dict]:
-    """Call ``draw(i)`` until ``n`` distinct prompts of ``split`` are collected."""
+def _distinct(
+    draw, n: int, split: str, name: str, max_draws: int, text=lambda r: r["messages"][-1]["content"]
+):
+    """Call ``draw(i)`` until ``n`` items with distinct prompt texts of ``split`` are collected."""
     from tulu.data.rlvr import prompt_split
 
     out, seen = [], set()
     for i in range(max_draws):
         if len(out) == n:
             break
-        rec = draw(i)
-        text = rec["messages"][-1]["content"]
-        if text in seen or prompt_split(text) != split:
+        item = draw(i)
+        t = text(item)
+        if t in seen or prompt_split(t) != split:
             continue
-        seen.add(text)
-        out.append(rec)
+        seen.add(t)
+        out.append(item)
     if len(out) < n:
         raise DataError(
             f"{name}: only {len(out)} distinct {split} prompts in {max_draws} draws (asked for {n}); "
@@ -136,32 +138,45 @@ def math_prompts(n: int, seed: int = 0, split: str = "train", tasks: list[str] |
     return out
 
 
-def constraint_prompts(n: int, seed: int = 0, split: str = "train", max_constraints: int = 3) -> list[dict]:
-    """``n`` IFEval-taxonomy constraint prompts (:mod:`tulu.data.ifeval_prompts`), verifier ``ifeval``."""
+def constraint_examples(n: int, seed: int = 0, split: str = "train", max_constraints: int = 3) -> list:
+    """``n`` pairs ``(draw index, ConstraintExample)`` (prompt, ground truth, a compliant and a violating
+    response, see :mod:`tulu.data.ifeval_prompts`) with distinct prompts of ``split``; record ``i`` of
+    :func:`constraint_prompts` is made from pair ``i`` here."""
     from tulu.data.ifeval_prompts import constraint_example
     from tulu.data.rlvr import _check_split, _split_seed
 
     _check_split(split)
-    rg_seed = _split_seed(seed, split, "constraints")
-    rng = random.Random(rg_seed)
+    rng = random.Random(_split_seed(seed, split, "constraints"))
 
-    def draw(i: int) -> dict:
-        ex = constraint_example(rng, max_constraints=max_constraints)
-        return {
-            "messages": [{"role": "user", "content": ex.prompt}],
-            "ground_truth": ex.ground_truth,
-            "dataset": "ifeval",
-            "verifier": "ifeval",
-            "id": f"rlvr:constraints:{split}:{rg_seed}:{i}",
-            "provenance": {
-                "generator": "tulu.data.ifeval_prompts",
-                "seed": rg_seed,
-                "draw": i,
-                "instruction_ids": list(ex.instruction_ids),
-            },
-        }
+    def draw(i: int) -> tuple[int, Any]:
+        return i, constraint_example(rng, max_constraints=max_constraints)
 
-    return _distinct(draw, n, split, "rlvr:constraints", max_draws=20 * n + 100)
+    return _distinct(draw, n, split, "rlvr:constraints", max_draws=20 * n + 100, text=lambda d: d[1].prompt)
+
+
+def constraint_prompts(n: int, seed: int = 0, split: str = "train", max_constraints: int = 3) -> list[dict]:
+    """``n`` IFEval-taxonomy constraint prompts (:mod:`tulu.data.ifeval_prompts`), verifier ``ifeval``."""
+    from tulu.data.rlvr import _split_seed
+
+    rng_seed = _split_seed(seed, split, "constraints")
+    out = []
+    for i, ex in constraint_examples(n, seed, split, max_constraints):
+        out.append(
+            {
+                "messages": [{"role": "user", "content": ex.prompt}],
+                "ground_truth": ex.ground_truth,
+                "dataset": "ifeval",
+                "verifier": "ifeval",
+                "id": f"rlvr:constraints:{split}:{rng_seed}:{i}",
+                "provenance": {
+                    "generator": "tulu.data.ifeval_prompts",
+                    "seed": rng_seed,
+                    "draw": i,
+                    "instruction_ids": list(ex.instruction_ids),
+                },
+            }
+        )
+    return out
 
 
 def generate(source: str, n: int, seed: int = 0, split: str = "train") -> list[dict]:
