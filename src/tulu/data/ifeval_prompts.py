@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -446,9 +447,14 @@ def _bad_candidates(rng: random.Random, topic: str) -> list[str]:
 
 
 def constraint_example(
-    rng: random.Random, *, max_constraints: int = 3, attempts: int = 200
+    rng: random.Random,
+    *,
+    max_constraints: int = 3,
+    keep: Callable[[str], bool] | None = None,
+    attempts: int = 2000,
 ) -> ConstraintExample:
-    """One verified constraint prompt (see the module docstring for the steps)."""
+    """One verified constraint prompt (see the module docstring for the steps). ``keep(prompt)``, when
+    given, rejects a drawn prompt before the (costlier) verification, e.g. one of the other split."""
     from tulu.verifiers.ifeval import follow_instructions
     from tulu.verifiers.ifeval_instructions import SPECS
 
@@ -463,6 +469,8 @@ def constraint_example(
         final = _thresholds(rng, spec, good)
         lines = [describe(iid, final[iid], rng) for iid in chosen]
         prompt = base + " " + " ".join(lines)
+        if keep is not None and not keep(prompt):
+            continue
         gt = {"instruction_id_list": chosen, "kwargs": [final[i] for i in chosen], "prompt": prompt}
         if not follow_instructions(good, gt).prompt_strict:
             continue

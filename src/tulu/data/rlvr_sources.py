@@ -143,13 +143,16 @@ def constraint_examples(n: int, seed: int = 0, split: str = "train", max_constra
     response, see :mod:`tulu.data.ifeval_prompts`) with distinct prompts of ``split``; record ``i`` of
     :func:`constraint_prompts` is made from pair ``i`` here."""
     from tulu.data.ifeval_prompts import constraint_example
-    from tulu.data.rlvr import _check_split, _split_seed
+    from tulu.data.rlvr import _check_split, _split_seed, prompt_split
 
     _check_split(split)
     rng = random.Random(_split_seed(seed, split, "constraints"))
 
+    def in_split(prompt: str) -> bool:
+        return prompt_split(prompt) == split
+
     def draw(i: int) -> tuple[int, Any]:
-        return i, constraint_example(rng, max_constraints=max_constraints)
+        return i, constraint_example(rng, max_constraints=max_constraints, keep=in_split)
 
     return _distinct(draw, n, split, "rlvr:constraints", max_draws=20 * n + 100, text=lambda d: d[1].prompt)
 
