@@ -288,3 +288,15 @@ def test_cli_validate_rlvr_and_prompts(tmp_path, capsys):
     assert lines[1:] == ["... and 1 more", f"{bad}: 1 valid rlvr records, 2 rejected"]
     assert main(["data", "prompts", str(out), "rlvr:math"]) != 0
     assert "rlvr:math: expected SOURCE=N" in capsys.readouterr().err
+
+
+def test_synthetic_ifeval_family_reuses_the_checked_responses():
+    from tulu.data.synthetic import records
+
+    sft = records("ifeval", 5, kind="sft", seed=2)
+    pref = records("ifeval", 5, kind="preference", seed=2)
+    rl = records("ifeval", 5, kind="rl", seed=2)
+    for s, p, r in zip(sft, pref, rl, strict=True):
+        assert s["messages"][0] == p["messages"][0] == r["messages"][0]
+        assert verify("ifeval", s["messages"][1]["content"], r["ground_truth"]).score == 1.0
+        assert verify("ifeval", p["rejected"][0]["content"], r["ground_truth"]).score == 0.0

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default="embedded", help="tokenizer to count with (default: embedded)")
     s.add_argument("--template", choices=["tokenizer", "tulu"], default="tokenizer")
     g = sub.add_parser("synth", help="write procedural data (math word problems, IFEval-style constraints)")
-    g.add_argument("family", choices=["math", "constraints"])
+    g.add_argument("family", choices=["math", "constraints", "ifeval"])
     g.add_argument("out")
     g.add_argument("-n", type=int, default=1000)
     g.add_argument("--kind", choices=["sft", "preference", "rl"], default="sft")

@@ -322,7 +322,11 @@ def load_rlvr_prompts(
     total = 0
     for source, want in mixture.items():
         if source.startswith("rlvr:"):
-            recs = generate(source, _generator_count(source, want), seed, split)
+            recs, errs, n = check_rlvr_records(  # generated records are checked like any others
+                (r["id"], r, None) for r in generate(source, _generator_count(source, want), seed, split)
+            )
+            errors += errs
+            total += n
         else:
             if source.startswith("hf:"):
                 try:
