@@ -438,12 +438,12 @@ def describe(iid: str, a: dict[str, Any], rng: random.Random) -> str:
 
 # ------------------------------------------------------------------------------------ one example
 def _bad_candidates(rng: random.Random, topic: str) -> list[str]:
-    """Responses that ignore the constraints: a one-word reply, a plain paragraph, and a long rambling one
-    that uses every listed word (so that "fewer than" and "do not use" constraints fail too)."""
+    """Responses that ignore the constraints, most natural first: a plain paragraph, a long rambling one that
+    uses every listed word (so that "fewer than" and "do not use" constraints fail too), a one-word reply."""
     plain = " ".join(_fill(rng, topic, 3, "en"))
     plain = plain[:-1] + ", and that is all."
     sink = f"{plain} Some words: {' '.join(KEYWORDS * 5)} {' '.join(FORBIDDEN)} {' '.join(CAPS * 3)}."
-    return ["Sure", plain, "\n".join([sink] * 12)]
+    return [plain, "\n".join([sink] * 12), "Sure"]
 
 
 def constraint_example(
