@@ -106,6 +106,13 @@ def test_record_validation_names_the_field():
                               "dataset": "gsm8k"}, "x:1")
 
 
+def test_open_instruct_func_name_ground_truth_is_named_as_such():
+    gt = json.dumps({"func_name": "validate_lowercase", "N": None, "quantifier": None})
+    with pytest.raises(DataError, match=r"^f:3: ground_truth: the ifeval verifier cannot parse it: "
+                                        r"instruction_id_list: .*'func_name' form"):
+        validate_rlvr_record({"messages": USER, "ground_truth": gt, "dataset": "ifeval"}, "f:3")
+
+
 def test_datasets_folder_in_rlvr_format_loads_and_reports_by_index(tmp_path):
     import datasets
 

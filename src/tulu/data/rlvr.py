@@ -151,8 +151,21 @@ def ground_truth_problem(verifier: str, ground_truth: Any) -> str | None:
     try:
         parse(ground_truth)
     except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
-        return f"the {verifier} verifier cannot parse it: {exc}"
+        hint = ""
+        if verifier.startswith(("ifeval", "ifbench")) and _is_func_name_form(ground_truth):
+            hint = (" (this is open-instruct's RLVR-IFeval 'func_name' form, whose checks differ from "
+                    "IFEval's: exact counts, 'around', 'at most'; no verifier here reads it)")
+        return f"the {verifier} verifier cannot parse it: {exc}{hint}"
     return None
+
+
+def _is_func_name_form(ground_truth: Any) -> bool:
+    if isinstance(ground_truth, str):
+        try:
+            ground_truth = json.loads(ground_truth)
+        except json.JSONDecodeError:
+            return False
+    return isinstance(ground_truth, dict) and "func_name" in ground_truth
 
 
 # ------------------------------------------------------------------------------------------ validation
