@@ -269,7 +269,7 @@ def validate_messages(msgs: Any, loc: str, field: str = "messages", *, need_fina
             i = j + (len(clean) - len(turns))
             raise _where(loc, f"{field}[{i}].role", f"conversation does not alternate: expected {expected}, got {m['role']}")
     if need_final and (not turns or turns[-1]["role"] != need_final):
-        article = "an" if need_final[0] in "aeiou" else "a"
+        article = "an" if need_final == "assistant" else "a"  # "a user turn", "an assistant turn"
         raise _where(loc, field, f"must end with {article} {need_final} turn")
     return clean
 

@@ -9,8 +9,12 @@ Two families, both verifiable (so the same prompts serve SFT, preference pairs a
   count, quotation, title, word count, capitals) on a topic; the response is built to comply.
   Verifier: ``ifeval`` (ground truth in IFEval's ``instruction_id_list``/``kwargs`` form).
 
+* **ifeval**: the RLVR constraint prompts of :mod:`tulu.data.ifeval_prompts` (all 25 IFEval instruction
+  types, 1-3 per prompt, train split) with the compliant and violating responses the generator checked
+  with the ``ifeval`` verifier.
+
 Preference pairs take the compliant/correct response as ``chosen`` and a violating/wrong one as
-``rejected``. Mixture source names: ``synthetic:math``, ``synthetic:constraints``.
+``rejected``. Mixture source names: ``synthetic:math``, ``synthetic:constraints``, ``synthetic:ifeval``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ END_PHRASES = ["Is there anything else I can help with?", "Let me know if you ha
 TASKS = ["Write a short paragraph about {t}.", "Describe {t} for a curious child.",
          "Explain why {t} matters.", "Give a brief overview of {t}."]
 
-Family = Literal["math", "constraints"]
+Family = Literal["math", "constraints", "ifeval"]
 
 
 def _sentences(rng: random.Random, topic: str, k: int) -> list[str]:
@@ -136,7 +140,12 @@ def examples(family: Family, n: int, seed: int = 0) -> list[dict]:
         return [_math_example(rng, it) for it in _math_items(n, seed)]
     if family == "constraints":
         return [_constraint_example(rng) for _ in range(n)]
-    raise ValueError(f"unknown synthetic family {family!r} (expected math or constraints)")
+    if family == "ifeval":
+        from tulu.data.rlvr_sources import constraint_examples
+
+        return [{"prompt": ex.prompt, "good": ex.good, "bad": ex.bad, "ground_truth": ex.ground_truth,
+                 "verifier": "ifeval"} for _, ex in constraint_examples(n, seed, "train")]
+    raise ValueError(f"unknown synthetic family {family!r} (expected math, constraints or ifeval)")
 
 
 def records(family: Family, n: int, kind: Literal["sft", "preference", "rl"] = "sft", seed: int = 0) -> list[dict]:
