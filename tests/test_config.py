@@ -63,3 +63,19 @@ def test_help_lists_every_field():
     for key in ("model", "epochs", "train.learning_rate", "train.schedule", "mixture"):
         assert key in text
     assert "peak LR" in text
+
+
+def test_a_nested_block_starts_from_its_owners_defaults(tmp_path):
+    """DPO's train: block starts from DPO's defaults (lr 5e-7, warmup 0.1, gradient checkpointing), not from
+    TrainConfig's SFT numbers; the keys a recipe gives replace those one by one."""
+    from tulu.config import describe
+    from tulu.train.dpo import DPOConfig
+
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text("train: {learning_rate: 1.0e-6}\n")
+    cfg = load_config(DPOConfig, recipe)
+    assert cfg.train.learning_rate == 1e-6
+    assert cfg.train.warmup_ratio == 0.1 and cfg.train.gradient_checkpointing is True
+    assert load_config(DPOConfig, None, ["train.seed=7"]).train.warmup_ratio == 0.1
+    rows = {key: default for key, _, default, _ in describe(DPOConfig)}
+    assert rows["train.learning_rate"] == "5e-07" and rows["train.warmup_ratio"] == "0.1"

@@ -137,6 +137,12 @@ def _build(cls: type[T], data: dict, where: str) -> T:
         raise ConfigError(f"{prefix}unknown key {unknown[0]!r} for {cls.__name__} (known keys: {known})")
     kwargs = {}
     for name, value in data.items():
+        f = fields[name]
+        if (isinstance(value, dict) and dataclasses.is_dataclass(hints[name])
+                and f.default_factory is not dataclasses.MISSING):
+            # A nested block starts from the owner's default for it (DPO's train: block starts from DPO's
+            # defaults, not from TrainConfig's): the keys given replace those defaults one by one.
+            value = _with_defaults(hints[name], f.default_factory(), value)
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
     missing = [
         n for n, f in fields.items()
@@ -149,6 +155,20 @@ def _build(cls: type[T], data: dict, where: str) -> T:
     except (ValueError, TypeError) as exc:  # __post_init__ validation
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
     return obj
+
+
+def _with_defaults(tp: type, default: Any, value: dict) -> dict:
+    """``value`` (a recipe mapping for dataclass ``tp``) completed with the fields of ``default``, recursively
+    for nested dataclass blocks. Unknown keys stay, so that the build reports them."""
+    hints = get_type_hints(tp)
+    out = dict(value)
+    for f in dataclasses.fields(tp):
+        sub = getattr(default, f.name)
+        if f.name not in out:
+            out[f.name] = sub
+        elif isinstance(out[f.name], dict) and dataclasses.is_dataclass(hints[f.name]) and dataclasses.is_dataclass(sub):
+            out[f.name] = _with_defaults(hints[f.name], sub, out[f.name])
+    return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -235,17 +255,22 @@ def to_dict(cfg: Any) -> dict:
     return conv(cfg)
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) rows for every field, nested ones dotted."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) rows for every field, nested ones dotted. A nested block shows its owner's
+    defaults (``defaults``: the owner's instance of it), which are what a recipe gets."""
     rows = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, key + "."))
+            sub = getattr(defaults, f.name) if defaults is not None else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            rows.extend(describe(tp, key + ".", sub))
             continue
-        if f.default is not dataclasses.MISSING:
+        if defaults is not None:
+            default = repr(getattr(defaults, f.name))
+        elif f.default is not dataclasses.MISSING:
             default = repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())

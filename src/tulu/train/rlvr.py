@@ -1,0 +1,743 @@
+"""`tulu rlvr RECIPE.yaml`: reinforcement learning with verifiable rewards (Tulu 3 stage 3) on the step engine.
+
+One RL batch, as :func:`run` reads:
+
+1. take the next ``rollout.prompts_per_batch`` prompts (a seeded permutation per pass over the prompt set);
+2. generate ``rollout.samples_per_prompt`` completions each through the rollout backend (token ids,
+   per-token log-probs, finish reason);
+3. score them with the verifier named by each record (``dataset``): ``reward.correct_score`` x score, and
+   ``reward.nonstop_penalty`` instead for a response that did not end with EOS (Tulu 3: 10 and -10);
+4. DAPO dynamic sampling, when on: drop groups whose rewards are all equal and sample more prompts until the
+   batch is full (or ``rollout.max_sampling_rounds`` is reached);
+5. one no-grad pass of the learner for the old log-probs (and the reference's, and the value model's);
+6. advantages: PPO = GAE over per-token rewards ``-β·k1`` with the score at the last token, whitened;
+   the GRPO family = group-normalised rewards (Dr. GRPO without the std);
+7. ``rl.epochs_per_batch`` passes of clipped updates over minibatches of ``train.effective_batch_size``
+   rollouts, each an engine step;
+8. hand the new weights to the generator; log the batch; write every rollout to ``rollouts.jsonl``.
+
+The formulas are pure functions in :mod:`tulu.train.advantages` and :mod:`tulu.train.rl_losses` (see
+docs/rl_formulas.md). The generator's log-probs differ from the learner's (other kernels); the gap is logged
+every batch (``mismatch/*``) and, with ``rl.tis_cap > 0``, corrected by truncated importance sampling.
+
+Defaults follow the Tulu 3 8B PPO recipe where it has a number (report §6, Table 18; open-instruct
+``ppo_vllm_thread_ray_gtrl.py``): lr 3e-7, β 0.05, temperature 1.0, 4 PPO epochs, clip 0.2, value clip 0.2,
+vf_coef 0.1, γ 1, λ 0.95, reward 10 / non-stop penalty -10. ``rl.algorithm`` picks the family member; fields
+left at ``None`` take that algorithm's value from :data:`ALGORITHMS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tulu.config import option, to_dict
+from tulu.data.formats import DataError
+from tulu.data.packing import SeqBatch, collate_sequences
+from tulu.data.templates import IGNORE_INDEX, Encoded
+from tulu.train.advantages import (
+    gae,
+    group_advantages,
+    masked_mean,
+    masked_whiten,
+    per_token_rewards,
+    zero_std_groups,
+)
+from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
+from tulu.train.engine import Engine, RunSummary, Task
+from tulu.train.logprobs import label_hidden, label_logprobs, split_causal_lm
+from tulu.train.rl_losses import (
+    kl_estimate,
+    logprob_mismatch_stats,
+    policy_loss,
+    truncated_is_weights,
+    value_loss,
+)
+from tulu.utils import atomic_write_text, stable_hash
+
+log = logging.getLogger(__name__)
+Algorithm = Literal["ppo", "grpo", "dr_grpo", "dapo"]
+
+# What each family member sets when the recipe leaves a field at None.
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    # Tulu 3 PPO: value model, GAE, token-level loss, KL in the reward (k1).
+    "ppo": dict(advantage="gae", aggregation="token", clip_high=0.2, kl_in="reward", kl_estimator="k1",
+                dynamic_sampling=False, epochs_per_batch=4),
+    # GRPO (Shao et al. 2024): group-normalised advantages, per-sequence mean, k3 KL in the loss.
+    "grpo": dict(advantage="group", aggregation="sequence", clip_high=0.2, kl_in="loss", kl_estimator="k3",
+                 dynamic_sampling=False, epochs_per_batch=1),
+    # Dr. GRPO (Liu et al. 2025): no std normalisation, constant denominator (batch x max new tokens).
+    "dr_grpo": dict(advantage="group_no_std", aggregation="constant", clip_high=0.2, kl_in="loss",
+                    kl_estimator="k3", dynamic_sampling=False, epochs_per_batch=1),
+    # DAPO (Yu et al. 2025): clip-higher 0.28, token-level loss, dynamic sampling.
+    "dapo": dict(advantage="group", aggregation="token", clip_high=0.28, kl_in="loss", kl_estimator="k3",
+                 dynamic_sampling=True, epochs_per_batch=1),
+}
+
+
+# ------------------------------------------------------------------------------------------- configs
+@dataclass
+class RLVRDataConfig:
+    prompts: dict[str, float] = option(
+        default_factory=lambda: {"rlvr:math": 200, "rlvr:constraints": 200},
+        help="Prompt sources -> fraction (<= 1) or count (> 1): RLVR-format files ({messages, ground_truth, "
+             "dataset}), hf:<name> when online, or the generators rlvr:math, rlvr:arith, rlvr:constraints "
+             "(Tulu 3: GSM8K train + MATH train + IFEval-style constraints, ~30k prompts). See docs/data.md.")
+    heldout: dict[str, float] = option(
+        default_factory=dict, help="Held-out prompts scored greedily before and after training (the generators' "
+                                   "held-out split never shares a prompt with training). Empty: no held-out pass.")
+    template: Literal["tokenizer", "tulu"] = option("tokenizer", "Chat template: the tokenizer's own, or Tulu's.")
+    max_length: int = option(2048, "Longest prompt in tokens (Tulu 3: 2048); longer prompts stop the run "
+                                   "before the first step, naming the record.")
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_batch: int = option(4, "Prompts per RL batch (Tulu 3 PPO: 224 rollouts a batch, one each).")
+    samples_per_prompt: int = option(4, "Completions per prompt: the GRPO group size (Tulu 3 PPO: 1).")
+    max_new_tokens: int = option(256, "Longest response (Tulu 3: 2048). A short cap zeroes rewards on word problems.")
+    temperature: float = option(1.0, "Sampling temperature (Tulu 3: 1.0); the learner's log-probs use the same.")
+    top_p: float = option(1.0, "Nucleus sampling (1.0: off).")
+    backend: str = option("auto", "Generation backend (tulu.rollout): auto (vLLM on GPU when installed, else the "
+                                  "fast CPU backend), fast, hf, vllm.")
+    max_sampling_rounds: int = option(4, "Dynamic sampling: sample at most this many times the batch's prompts "
+                                         "before training on what is there.")
+    async_steps: int = option(0, "0: strictly on-policy. 1: generate batch t+1 while training on batch t "
+                                 "(one step stale; logged as 'staleness').")
+
+
+@dataclass
+class RewardConfig:
+    correct_score: float = option(10.0, "Reward of a verified response (Tulu 3: 10); a partial score scales it.")
+    nonstop_penalty: float = option(-10.0, "Reward of a response that hit max_new_tokens without EOS (Tulu 3 PPO: "
+                                           "-10; open-instruct GRPO: 0 = no penalty, the verifier's score stands).")
+    workers: int = option(0, "Verifier worker processes (0: in this process, each check under its timeout).")
+    timeout_s: float = option(0.0, "Per-check time limit (0: each verifier's own). A check that runs out scores 0.")
+    reward_model: str = option("", "Optional reward model folder (`tulu rm` output) whose score is added.")
+    reward_model_multiplier: float = option(0.0, "Weight of the reward model's score (Tulu 3: 0).")
+
+
+@dataclass
+class RLConfig:
+    algorithm: Algorithm = option("ppo", "ppo (Tulu 3: value model + GAE), grpo, dr_grpo or dapo. Fields below "
+                                         "left empty take the algorithm's setting (tulu.train.rlvr.ALGORITHMS).")
+    beta: float = option(0.05, "KL strength against the starting policy (Tulu 3 8B: 0.05, 70B 0.07). 0: the "
+                               "reference model is never loaded or run.")
+    kl_estimator: str | None = option(None, "k1, k2 or k3 (Schulman 2020). PPO: k1 in the reward; GRPO: k3 in the loss.")
+    epochs_per_batch: int | None = option(None, "Passes over each rollout batch (Tulu 3 PPO: 4; GRPO: 1).")
+    clip_low: float = option(0.2, "PPO ratio clip below 1 (Tulu 3: 0.2).")
+    clip_high: float | None = option(None, "Ratio clip above 1 (DAPO clip-higher: 0.28; others 0.2).")
+    aggregation: str | None = option(None, "token (DAPO, PPO), sequence (GRPO) or constant (Dr. GRPO).")
+    dynamic_sampling: bool | None = option(None, "Drop groups whose rewards are all equal, sample more (DAPO).")
+    gamma: float = option(1.0, "GAE discount (Tulu 3: 1).")
+    lam: float = option(0.95, "GAE lambda (Tulu 3: 0.95).")
+    whiten_advantages: bool = option(True, "Whiten PPO advantages over the batch (Tulu 3: yes).")
+    vf_coef: float = option(0.1, "Value loss weight (Tulu 3: 0.1).")
+    value_clip: float = option(0.2, "Value clip range (Tulu 3: 0.2).")
+    value_model: str = option("", "PPO's value model: a reward-model folder (`tulu rm` output; Tulu 3 initialises the "
+                                  "value model from its RM), or 'policy' for the starting policy with a fresh head.")
+    value_lr_scale: float = option(1.0, "Value model learning rate / policy learning rate.")
+    tis_cap: float = option(2.0, "Truncated importance sampling: weight tokens by min(pi_learner/pi_generator, cap) "
+                                 "(open-instruct: 2.0). 0: off.")
+    old_logprobs: Literal["learner", "generator"] = option(
+        "learner", "learner: one no-grad pass gives the old log-probs (exact ratio, mismatch measured); generator: "
+                   "reuse the generator's log-probs (faster; only sound when both compute the same numbers).")
+
+    def resolved(self) -> dict[str, Any]:
+        """This config with every None filled from the algorithm's settings."""
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"rl.algorithm: unknown {self.algorithm!r} (choose from {', '.join(ALGORITHMS)})")
+        out = dict(ALGORITHMS[self.algorithm])
+        for key in ("kl_estimator", "epochs_per_batch", "clip_high", "aggregation", "dynamic_sampling"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def _rlvr_train_defaults() -> TrainConfig:
+    # Tulu 3 8B PPO: lr 3e-7, linear, no warmup; a minibatch of 224 rollouts (one per prompt).
+    return TrainConfig(learning_rate=3e-7, warmup_ratio=0.0, num_epochs=1, effective_batch_size=16,
+                       per_device_batch_size=4, seed=123, max_grad_norm=1.0)
+
+
+@dataclass
+class RLVRConfig:
+    output_dir: str = option("runs/rlvr", "Run folder: metrics.jsonl, rollouts.jsonl, checkpoints/, model/.")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={
+        "help": "The policy to start from (Tulu 3: the DPO model)."})
+    data: RLVRDataConfig = field(default_factory=RLVRDataConfig, metadata={"help": "Prompts."})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "Generation."})
+    reward: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "Verifiable rewards."})
+    rl: RLConfig = field(default_factory=RLConfig, metadata={"help": "Algorithm and its hyperparameters."})
+    train: TrainConfig = field(default_factory=_rlvr_train_defaults, metadata={
+        "help": "The step engine. effective_batch_size = rollouts per optimizer step (a minibatch); num_epochs = "
+                "passes over the prompt set; max_steps caps the optimizer steps."})
+    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA (merged for generation)."})
+
+    def __post_init__(self) -> None:
+        r, ro = self.rl, self.rollout
+        s = r.resolved()
+        if ro.temperature <= 0:
+            raise ValueError("rollout.temperature: RL samples; must be > 0")
+        if ro.prompts_per_batch < 1 or ro.samples_per_prompt < 1:
+            raise ValueError("rollout.prompts_per_batch and rollout.samples_per_prompt must be >= 1")
+        if s["advantage"] != "gae" and ro.samples_per_prompt < 2:
+            raise ValueError(f"rollout.samples_per_prompt: {r.algorithm} normalises over a group; use >= 2")
+        if (ro.prompts_per_batch * ro.samples_per_prompt) % self.train.effective_batch_size:
+            raise ValueError(f"train.effective_batch_size ({self.train.effective_batch_size}) must divide the "
+                             f"rollouts per batch ({ro.prompts_per_batch} x {ro.samples_per_prompt})")
+        if s["kl_estimator"] not in ("k1", "k2", "k3"):
+            raise ValueError(f"rl.kl_estimator: {s['kl_estimator']!r} is not k1, k2 or k3")
+        if s["aggregation"] not in ("token", "sequence", "constant"):
+            raise ValueError(f"rl.aggregation: {s['aggregation']!r} is not token, sequence or constant")
+        if r.beta < 0:
+            raise ValueError(f"rl.beta: must be >= 0, got {r.beta}")
+        if ro.async_steps not in (0, 1):
+            raise ValueError("rollout.async_steps: 0 (on-policy) or 1 (one batch ahead)")
+
+
+CONFIG = RLVRConfig
+
+
+# ------------------------------------------------------------------------------------------ rollouts
+@dataclass
+class Rollout:
+    """One sampled response and everything the update needs about it."""
+
+    prompt: int  # index into the prompt list
+    group: int  # position of its prompt in the batch (a GRPO group)
+    prompt_ids: list[int]
+    response_ids: list[int]
+    gen_logp: torch.Tensor  # [L] the generator's log-probs
+    finished: bool  # ended with EOS
+    text: str
+    verifier: str
+    score: float = 0.0
+    reason: str = ""
+    reward: float = 0.0
+    old_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None
+    old_values: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None  # [L] (GRPO: the sequence's advantage repeated)
+    returns: torch.Tensor | None = None
+
+    def encoded(self) -> Encoded:
+        return Encoded(self.prompt_ids + self.response_ids, [IGNORE_INDEX] * len(self.prompt_ids) + self.response_ids)
+
+
+@dataclass
+class RLBatch:
+    """Rollouts packed for one forward pass plus their per-token tensors, right-padded to ``[B, T]``."""
+
+    seqs: SeqBatch
+    flat_index: torch.Tensor  # [N] position of each label token in the flattened [B, T] grid
+    mask: torch.Tensor  # [B, T] response tokens
+    tensors: dict[str, torch.Tensor]  # [B, T] each: old_logp, gen_logp, advantages, ref_logp, ...
+
+    def to(self, device) -> "RLBatch":
+        return RLBatch(self.seqs.to(device), self.flat_index.to(device), self.mask.to(device),
+                       {k: v.to(device) for k, v in self.tensors.items()})
+
+    def grid(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[N]`` per-label values -> ``[B, T]`` (zeros off the mask), differentiable."""
+        b, t = self.mask.shape
+        return flat.new_zeros(b * t).index_put((self.flat_index,), flat).view(b, t)
+
+
+def collate_rollouts(rollouts: Sequence[Rollout], pad_token_id: int, fields: Sequence[str] = ()) -> RLBatch:
+    seqs = collate_sequences([r.encoded() for r in rollouts], pad_token_id, layout="packed")
+    width = max(len(r.response_ids) for r in rollouts)
+    mask = torch.zeros(len(rollouts), width, dtype=torch.bool)
+    flat = []
+    for i, r in enumerate(rollouts):
+        n = len(r.response_ids)
+        mask[i, :n] = True
+        flat.append(torch.arange(n) + i * width)
+    tensors = {}
+    for name in fields:
+        grid = torch.zeros(len(rollouts), width)
+        for i, r in enumerate(rollouts):
+            value = getattr(r, name)
+            grid[i, :len(r.response_ids)] = value
+        tensors[name] = grid
+    return RLBatch(seqs, torch.cat(flat), mask, tensors)
+
+
+def _policy(model: nn.Module) -> nn.Module:
+    return model["policy"] if isinstance(model, nn.ModuleDict) else model
+
+
+def token_logprobs(policy: nn.Module, batch: RLBatch, temperature: float) -> torch.Tensor:
+    """``[B, T]`` log-probs of the response tokens at the sampling temperature (LM head at label positions)."""
+    backbone, head = split_causal_lm(policy)
+    g = label_hidden(backbone, batch.seqs)
+    lp, _ = label_logprobs(g.hidden, head, g.targets, temperature=temperature)
+    return batch.grid(lp)
+
+
+def token_values(value_model: nn.Module, batch: RLBatch) -> torch.Tensor:
+    """``[B, T]`` values: the value model's score head at the hidden state before each response token."""
+    from tulu.train.logprobs import backbone_of
+    from tulu.train.rm import score_head
+
+    g = label_hidden(backbone_of(value_model), batch.seqs)
+    return batch.grid(score_head(value_model)(g.hidden).squeeze(-1).float())
+
+
+# ------------------------------------------------------------------------------------------ the step
+class RLTask(Task):
+    """The clipped policy update (plus PPO's value loss) on one micro-batch of rollouts. The engine divides the
+    returned sums by the minibatch's denominator: its response tokens (token aggregation), its responses
+    (sequence) or responses x max_new_tokens (constant)."""
+
+    def __init__(self, cfg: RLVRConfig, settings: dict[str, Any], pad_token_id: int):
+        self.cfg, self.s, self.pad = cfg, settings, pad_token_id
+        self.fields = ["old_logp", "gen_logp", "advantages"]
+        if cfg.rl.beta > 0 and settings["kl_in"] == "loss":
+            self.fields.append("ref_logp")
+        if settings["advantage"] == "gae":
+            self.fields += ["old_values", "returns"]
+
+    def weight(self, r: Rollout) -> float:
+        agg = self.s["aggregation"]
+        if agg == "token":
+            return float(len(r.response_ids))
+        return 1.0 if agg == "sequence" else float(self.cfg.rollout.max_new_tokens)
+
+    def num_tokens(self, r: Rollout) -> int:
+        return len(r.prompt_ids) + len(r.response_ids)
+
+    def collate(self, items: Sequence[Rollout]) -> RLBatch:
+        return collate_rollouts(items, self.pad, self.fields)
+
+    def loss(self, model, batch: RLBatch):
+        cfg, s, t = self.cfg, self.s, batch.tensors
+        logp = token_logprobs(_policy(model), batch, cfg.rollout.temperature)
+        mask = batch.mask
+        is_w = None
+        if cfg.rl.tis_cap > 0 and cfg.rl.old_logprobs == "learner":
+            is_w = truncated_is_weights(t["old_logp"], t["gen_logp"], mask, cap=cfg.rl.tis_cap)
+        kl = None
+        if "ref_logp" in t:
+            kl = kl_estimate(logp, t["ref_logp"], mask, s["kl_estimator"])
+        # count=1: the aggregation returns sums; the engine divides by the minibatch's denominator
+        counts = dict(token_count=1.0) if s["aggregation"] == "token" else dict(seq_count=1.0, max_len=1)
+        adv = t["advantages"]
+        pl = policy_loss(logp, t["old_logp"], adv, mask, clip_low=cfg.rl.clip_low, clip_high=s["clip_high"],
+                         aggregation=s["aggregation"], is_weights=is_w, kl=kl, beta=cfg.rl.beta, **counts)
+        total = pl.loss
+        n_tok = mask.sum().to(logp.dtype)
+        sums = {"policy_loss": pl.pg_loss, "kl_loss": pl.kl_loss, "clipped_tokens": pl.clip_frac * n_tok,
+                "approx_kl_tokens": pl.approx_kl * n_tok, "response_tokens": n_tok}
+        if "returns" in t:
+            values = token_values(model["value"], batch)
+            vl = value_loss(values, t["old_values"], t["returns"], mask, clip=cfg.rl.value_clip,
+                            aggregation=s["aggregation"], **counts)
+            total = total + cfg.rl.vf_coef * vl.loss
+            sums["value_loss"] = vl.loss.detach()
+            sums["value_clipped_tokens"] = vl.clip_frac * n_tok
+        return total, sums
+
+    def summarize(self, sums: dict[str, float], denominator: float) -> dict[str, float]:
+        toks = max(sums.get("response_tokens", 0.0), 1.0)
+        out = {"policy_loss": sums.get("policy_loss", 0.0) / denominator,
+               "kl_loss": sums.get("kl_loss", 0.0) / denominator,
+               "clip_frac": sums.get("clipped_tokens", 0.0) / toks,
+               "approx_kl": sums.get("approx_kl_tokens", 0.0) / toks}
+        if "value_loss" in sums:
+            out["value_loss"] = sums["value_loss"] / denominator
+            out["value_clip_frac"] = sums.get("value_clipped_tokens", 0.0) / toks
+        return out
+
+
+# -------------------------------------------------------------------------------------- the pieces
+class PromptCursor:
+    """Which prompt comes next: a seeded permutation per pass over the prompt set. Checkpointed."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.position = n, seed, 0
+
+    def take(self, k: int) -> list[int]:
+        out = []
+        for p in range(self.position, self.position + k):
+            epoch, i = divmod(p, self.n)
+            out.append(int(np.random.default_rng([self.seed, epoch]).permutation(self.n)[i]))
+        self.position += k
+        return out
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+
+
+def generate(backend, prompt_ids: list[list[int]], indices: list[int], cfg: RLVRConfig, seed: int, prompts,
+             tokenizer) -> list[Rollout]:
+    """Sample ``samples_per_prompt`` completions for each prompt; rollouts come grouped by prompt."""
+    from tulu.rollout.base import SamplingParams
+
+    ro = cfg.rollout
+    params = SamplingParams(n=ro.samples_per_prompt, temperature=ro.temperature, top_p=ro.top_p,
+                            max_new_tokens=ro.max_new_tokens, seed=seed, logprobs=True)
+    outs = backend.generate([prompt_ids[i] for i in indices], params)
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    rollouts = []
+    for out in sorted(outs, key=lambda o: o.prompt_index):
+        i = indices[out.prompt_index]
+        for c in out.completions:
+            ids = list(c.token_ids)
+            if not ids:
+                continue
+            lp = torch.tensor(c.logprobs if c.logprobs is not None else [0.0] * len(ids), dtype=torch.float32)
+            finished = c.finish_reason == "stop" and ids[-1] in eos
+            rollouts.append(Rollout(i, out.prompt_index, prompt_ids[i], ids, lp, finished, c.text,
+                                    prompts[i]["verifier"]))
+    return rollouts
+
+
+def score(rollouts: list[Rollout], prompts: list[dict], cfg: RLVRConfig, pool) -> None:
+    """Verify every rollout (per verifier, in the worker pool when there is one) and set its reward."""
+    from tulu.verifiers.base import verify_many
+
+    rw = cfg.reward
+    by_verifier: dict[str, list[Rollout]] = {}
+    for r in rollouts:
+        by_verifier.setdefault(r.verifier, []).append(r)
+    for name, rs in by_verifier.items():
+        results = verify_many(name, [r.text for r in rs], [prompts[r.prompt]["ground_truth"] for r in rs],
+                              pool=pool, timeout_s=rw.timeout_s or None)
+        for r, res in zip(rs, results):
+            r.score, r.reason = float(res.score), res.reason
+            r.reward = rw.correct_score * r.score if (r.finished or rw.nonstop_penalty == 0) else rw.nonstop_penalty
+
+
+@torch.no_grad()
+def per_token_pass(model: nn.Module, rollouts: list[Rollout], pad: int, batch_size: int, fn) -> list[torch.Tensor]:
+    """``fn(model, batch) -> [B, T]`` over the rollouts in chunks, no gradients; one 1-D tensor per rollout."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    try:
+        for s in range(0, len(rollouts), batch_size):
+            chunk = rollouts[s:s + batch_size]
+            grid = fn(model, collate_rollouts(chunk, pad).to(device)).float().cpu()
+            out += [grid[i, :len(r.response_ids)] for i, r in enumerate(chunk)]
+    finally:
+        model.train(was)
+    return out
+
+
+def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> dict[str, float]:
+    """Set each rollout's advantages (and PPO's returns); returns batch statistics for the log."""
+    if not rollouts:
+        return {}
+    width = max(len(r.response_ids) for r in rollouts)
+    mask = torch.zeros(len(rollouts), width, dtype=torch.bool)
+    for i, r in enumerate(rollouts):
+        mask[i, :len(r.response_ids)] = True
+
+    def grid(name: str) -> torch.Tensor:
+        g = torch.zeros(len(rollouts), width)
+        for i, r in enumerate(rollouts):
+            g[i, :len(r.response_ids)] = getattr(r, name)
+        return g
+
+    rewards = torch.tensor([r.reward for r in rollouts])
+    stats: dict[str, float] = {}
+    if s["advantage"] == "gae":
+        kl = None
+        if cfg.rl.beta > 0:
+            kl = kl_estimate(grid("old_logp"), grid("ref_logp"), mask, s["kl_estimator"])
+            stats["kl"] = float(masked_mean(kl, mask))
+        token_rewards = per_token_rewards(rewards, mask, kl=kl, beta=cfg.rl.beta)
+        adv, ret = gae(token_rewards, grid("old_values"), mask, gamma=cfg.rl.gamma, lam=cfg.rl.lam)
+        if cfg.rl.whiten_advantages:
+            adv = masked_whiten(adv, mask)
+        for i, r in enumerate(rollouts):
+            r.advantages, r.returns = adv[i, :len(r.response_ids)], ret[i, :len(r.response_ids)]
+    else:
+        g = cfg.rollout.samples_per_prompt
+        scale = "none" if s["advantage"] == "group_no_std" else "group"
+        adv = group_advantages(rewards, g, scale=scale)
+        for r, a in zip(rollouts, adv.tolist()):
+            r.advantages = torch.full((len(r.response_ids),), a)
+        if cfg.rl.beta > 0:
+            stats["kl"] = float(masked_mean(kl_estimate(grid("old_logp"), grid("ref_logp"), mask, "k1"), mask))
+    return stats
+
+
+def batch_stats(rollouts: list[Rollout], groups: int, dropped: int) -> dict[str, float]:
+    """What a user reads per batch: reward and solve rate per verifier, stop rate, lengths, dropped groups."""
+    out: dict[str, float] = {}
+    if not rollouts:
+        return {"reward": 0.0, "zero_std_groups": 1.0}
+    rewards = torch.tensor([r.reward for r in rollouts])
+    out["reward"] = float(rewards.mean())
+    out["reward_std"] = float(rewards.std()) if len(rollouts) > 1 else 0.0
+    out["solve_rate"] = float(np.mean([r.score for r in rollouts]))
+    solved = {}
+    for r in rollouts:
+        solved[r.prompt] = max(solved.get(r.prompt, 0.0), r.score)
+    out["prompts_solved"] = float(np.mean([v >= 1.0 for v in solved.values()]))
+    out["stop_rate"] = float(np.mean([r.finished for r in rollouts]))
+    out["response_length"] = float(np.mean([len(r.response_ids) for r in rollouts]))
+    out["zero_std_groups"] = dropped / max(groups, 1)
+    for name in sorted({r.verifier for r in rollouts}):
+        rs = [r for r in rollouts if r.verifier == name]
+        out[f"reward/{name}"] = float(np.mean([r.reward for r in rs]))
+        out[f"solve_rate/{name}"] = float(np.mean([r.score for r in rs]))
+    return out
+
+
+def heldout_accuracy(backend, prompt_ids: list[list[int]], prompts: list[dict], max_new_tokens: int) -> list[float]:
+    """Greedy score of every held-out prompt (same verifiers as the reward)."""
+    from tulu.rollout.base import SamplingParams
+    from tulu.verifiers.base import verify
+
+    if not prompts:
+        return []
+    outs = backend.generate(prompt_ids, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, logprobs=False))
+    texts = {o.prompt_index: o.completions[0].text for o in outs}
+    return [float(verify(p["verifier"], texts[i], p["ground_truth"]).score) for i, p in enumerate(prompts)]
+
+
+class RolloutLog:
+    """rollouts.jsonl: every response with its prompt, reward and the verifier's reason. Cut back on resume."""
+
+    def __init__(self, path: Path, keep_before_batch: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            keep = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["batch"] < keep_before_batch:
+                        keep.append(line + "\n")
+                except (json.JSONDecodeError, KeyError):
+                    continue
+            atomic_write_text(path, "".join(keep))
+
+    def write(self, batch: int, rollouts: list[Rollout], prompts: list[dict]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            for r in rollouts:
+                fh.write(json.dumps({"batch": batch, "prompt_index": r.prompt,
+                                     "prompt": prompts[r.prompt]["messages"][-1]["content"], "response": r.text,
+                                     "verifier": r.verifier, "score": r.score, "reward": r.reward,
+                                     "reason": r.reason, "finished": r.finished,
+                                     "length": len(r.response_ids)}) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to bottom)
+    from tulu.data.rlvr import load_rlvr_prompts
+    from tulu.data.templates import render_prompt
+    from tulu.models import load_model, load_tokenizer
+    from tulu.rollout import get_backend
+    from tulu.train.attention import set_packed_attention
+    from tulu.verifiers.timeout import WorkerPool
+
+    out = Path(cfg.output_dir)
+    s = cfg.rl.resolved()
+    ro = cfg.rollout
+    engine = Engine(cfg.train, out, run_config=to_dict(cfg), desc=f"rlvr ({cfg.rl.algorithm})")
+    engine.show = ("loss", "reward")
+
+    # -- data: every prompt validated and tokenized before the first step
+    tok = load_tokenizer(cfg.model.path)
+    prompts = load_rlvr_prompts(cfg.data.prompts, cfg.train.seed, "train")
+    heldout = load_rlvr_prompts(cfg.data.heldout, cfg.train.seed, "heldout") if cfg.data.heldout else []
+    ids = [render_prompt(p["messages"], tok, cfg.data.template) for p in prompts]
+    heldout_ids = [render_prompt(p["messages"], tok, cfg.data.template) for p in heldout]
+    for i, p in enumerate(ids):
+        if len(p) > cfg.data.max_length:
+            raise DataError(f"{prompts[i].get('source', '?')}: prompt {prompts[i].get('id', i)}: {len(p)} tokens, "
+                            f"more than data.max_length={cfg.data.max_length}")
+
+    # -- models: policy (trained), reference (frozen; only when beta > 0), value model (PPO)
+    policy = load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu", attn_implementation="sdpa")
+    set_packed_attention(policy)
+    reference = None
+    if cfg.rl.beta > 0:
+        reference = engine.prepare_frozen(load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu"))
+        set_packed_attention(reference)
+    backend = get_backend(ro.backend, policy, tok)
+    if cfg.lora.enabled:
+        policy = apply_lora(policy, cfg.lora, cfg.train.seed)
+    modules: dict[str, nn.Module] = {"policy": policy}
+    if s["advantage"] == "gae":
+        if not cfg.rl.value_model:
+            raise DataError("rl.value_model: PPO needs a value model: a reward-model folder (`tulu rm` output, as "
+                            "Tulu 3) or 'policy' (the starting policy with a fresh head)")
+        path = cfg.model.path if cfg.rl.value_model == "policy" else cfg.rl.value_model
+        modules["value"] = load_model(path, dtype=cfg.model.dtype, device="cpu", num_labels=1)
+        modules["value"].config.pad_token_id = tok.pad_token_id
+        set_packed_attention(modules["value"])
+    reward_model = None
+    if cfg.reward.reward_model and cfg.reward.reward_model_multiplier:
+        reward_model = engine.prepare_frozen(load_model(cfg.reward.reward_model, device="cpu", num_labels=1))
+    task = RLTask(cfg, s, tok.pad_token_id)
+    engine.prepare(modules, task, lr_scales={"value": cfg.rl.value_lr_scale})
+
+    # -- the plan: batches over the prompt set, a fixed number of optimizer steps per batch
+    minibatches = ro.prompts_per_batch * ro.samples_per_prompt // cfg.train.effective_batch_size
+    steps_per_batch = s["epochs_per_batch"] * minibatches
+    num_batches = max(1, len(prompts) * cfg.train.num_epochs // ro.prompts_per_batch)
+    if cfg.train.max_steps > 0:
+        num_batches = max(1, min(num_batches, cfg.train.max_steps // steps_per_batch))
+    cursor = PromptCursor(len(prompts), cfg.train.seed)
+    engine.register_state("prompts", cursor)
+    engine.plan(num_batches * steps_per_batch, stable_hash(len(prompts), ro.prompts_per_batch, ro.samples_per_prompt,
+                                                           steps_per_batch, cfg.train.seed, prompts[:16]))
+    start = engine.begin()
+    start_batch = start // steps_per_batch
+    engine.sync_weights(backend)  # the generator starts from the (possibly resumed) policy
+    rollout_log = RolloutLog(out / "rollouts.jsonl", start_batch, engine.is_main)
+    pool = WorkerPool(cfg.reward.workers) if cfg.reward.workers > 0 else None
+    before_path = out / "heldout_before.json"
+    if heldout and (start == 0 or not before_path.is_file()):
+        before = heldout_accuracy(backend, heldout_ids, heldout, ro.max_new_tokens)
+        if engine.is_main:
+            atomic_write_text(before_path, json.dumps(before))
+    else:
+        before = json.loads(before_path.read_text()) if heldout else []
+    if before:
+        log.info("held-out accuracy before training: %.3f on %d prompts", float(np.mean(before)), len(before))
+
+    def sample(batch_index: int) -> tuple[list[Rollout], dict[str, float]]:
+        """Generate, score and (DAPO) filter one batch of rollouts."""
+        t0 = time.perf_counter()
+        kept: list[Rollout] = []
+        groups = dropped = 0
+        for round_ in range(ro.max_sampling_rounds if s["dynamic_sampling"] else 1):
+            need = ro.prompts_per_batch - groups + dropped if round_ else ro.prompts_per_batch
+            indices = cursor.take(need)
+            seed = int(stable_hash(cfg.train.seed, batch_index, round_, length=8), 16)
+            rs = generate(backend, ids, indices, cfg, seed, prompts, tok)
+            score(rs, prompts, cfg, pool)
+            groups += len(indices)
+            if s["dynamic_sampling"]:
+                g = ro.samples_per_prompt
+                zero = zero_std_groups(torch.tensor([r.reward for r in rs]), g).tolist()
+                dropped += sum(zero)
+                rs = [r for k, r in enumerate(rs) if not zero[k // g]]
+            kept += rs
+            if len(kept) >= ro.prompts_per_batch * ro.samples_per_prompt:
+                break
+        kept = kept[:ro.prompts_per_batch * ro.samples_per_prompt]
+        stats = batch_stats(kept, groups, dropped)
+        stats["generate_s"] = time.perf_counter() - t0
+        return kept, stats
+
+    summary_history: list[dict] = []
+    executor = ThreadPoolExecutor(max_workers=1) if ro.async_steps else None
+    pending = None
+    t_run = time.perf_counter()
+    try:
+        for b in range(start_batch, num_batches):
+            # 1-4: rollouts (generated ahead, with the weights before the last update, when async)
+            if pending is not None:
+                rollouts, stats = pending.result()
+                stats["staleness"] = 1
+            else:
+                rollouts, stats = sample(b)
+                stats["staleness"] = 0
+            if executor is not None and b + 1 < num_batches:
+                pending = executor.submit(sample, b + 1)
+            # 5: the learner's view of the rollouts
+            t0 = time.perf_counter()
+            pol = engine.unwrapped_model("policy")
+            pad = tok.pad_token_id
+            bs = cfg.train.per_device_batch_size
+            if rollouts:
+                if cfg.rl.old_logprobs == "learner":
+                    olds = per_token_pass(pol, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
+                else:
+                    olds = [r.gen_logp for r in rollouts]
+                for r, o in zip(rollouts, olds):
+                    r.old_logp = o
+                if reference is not None:
+                    refs = per_token_pass(reference, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
+                    for r, o in zip(rollouts, refs):
+                        r.ref_logp = o
+                if "value" in modules:
+                    vals = per_token_pass(engine.unwrapped_model("value"), rollouts, pad, bs, token_values)
+                    for r, v in zip(rollouts, vals):
+                        r.old_values = v
+                if reward_model is not None:
+                    from tulu.train.rm import last_token_scores
+
+                    rm_scores = per_token_pass(reward_model, rollouts, pad, bs,
+                                               lambda m, x: last_token_scores(m, x.seqs)[:, None])
+                    for r, sc in zip(rollouts, rm_scores):
+                        r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
+                grid = collate_rollouts(rollouts, pad, ["old_logp", "gen_logp"])
+                stats.update({k: float(v) for k, v in logprob_mismatch_stats(
+                    grid.tensors["old_logp"], grid.tensors["gen_logp"], grid.mask, cap=cfg.rl.tis_cap or 2.0).items()})
+            # 6: advantages
+            stats.update(advantages(rollouts, cfg, s))
+            stats["prepare_s"] = time.perf_counter() - t0
+            # 7: K passes of clipped updates over minibatches
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([cfg.train.seed, b])
+            for _ in range(s["epochs_per_batch"]):
+                order = rng.permutation(len(rollouts)).tolist()
+                for m in range(minibatches):
+                    mb = [rollouts[i] for i in order[m::minibatches]]
+                    mine = mb[engine.accelerator.process_index::engine.accelerator.num_processes]
+                    micro = [mine[k:k + bs] for k in range(0, len(mine), bs)]
+                    denom = sum(task.weight(r) for r in mb)
+                    record = engine.step(micro, max(denom, 1.0), tokens=sum(task.num_tokens(r) for r in mb),
+                                         items=len(mb), extra=stats)
+            stats["train_s"] = time.perf_counter() - t0
+            # 8: the generator gets the new weights; the batch is logged; a checkpoint where resuming is exact
+            if pending is not None:
+                pending.result()  # finish generating the next batch with the weights it started with
+            stats["sync_s"] = engine.sync_weights(backend)
+            rollout_log.write(b, rollouts, prompts)
+            summary_history.append(dict(batch=b + 1, **{k: v for k, v in record.items()}))
+            engine.maybe_checkpoint(record)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True)
+        engine.end()
+    after = heldout_accuracy(backend, heldout_ids, heldout, ro.max_new_tokens)
+    if pool is not None:
+        pool.close()
+    backend.close()
+    if after:
+        log.info("held-out accuracy after training: %.3f on %d prompts", float(np.mean(after)), len(after))
+    card = (f"# RLVR ({cfg.rl.algorithm}) from {cfg.model.path}\n\nTrained by `tulu rlvr` for {engine.global_step} "
+            f"optimizer steps on {len(prompts)} prompts with verifiable rewards.\n")
+    model_dir = engine.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save,
+                                  name="policy")
+    heldout_block = {}
+    if heldout:
+        heldout_block = {"prompts": len(heldout), "before": before, "after": after,
+                         "verifiers": [p["verifier"] for p in heldout]}
+    last = summary_history[-1] if summary_history else {}
+    summary = RunSummary("rlvr", str(model_dir) if model_dir else None, engine.global_step, start,
+                         engine.first_logged("loss"), last,
+                         {"accuracy": float(np.mean(before))} if before else {},
+                         {"accuracy": float(np.mean(after))} if after else {},
+                         details={"algorithm": cfg.rl.algorithm, "settings": s, "prompts": len(prompts),
+                                  "batches": num_batches, "heldout": heldout_block,
+                                  "seconds": round(time.perf_counter() - t_run, 1)})
+    if engine.is_main:
+        summary.write(out)
+        log.info("RLVR done: %d steps; model written to %s", engine.global_step, model_dir)
+    return summary
+
+
+__all__ = ["ALGORITHMS", "CONFIG", "RLVRConfig", "RLTask", "Rollout", "run", "collate_rollouts", "advantages"]
