@@ -42,8 +42,6 @@ from torch import nn
 
 from tulu.config import option, to_dict
 from tulu.data.formats import DataError
-from tulu.data.packing import SeqBatch, collate_sequences
-from tulu.data.templates import IGNORE_INDEX, Encoded
 from tulu.train.advantages import (
     gae,
     group_advantages,
@@ -54,7 +52,21 @@ from tulu.train.advantages import (
 )
 from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
 from tulu.train.engine import Engine, RunSummary, Task
-from tulu.train.logprobs import label_hidden, label_logprobs, split_causal_lm
+from tulu.train.rl_batch import (
+    PromptCursor,
+    RLBatch,
+    Rollout,
+    RolloutLog,
+    batch_stats,
+    collate_rollouts,
+    generate,
+    heldout_accuracy,
+    per_token_pass,
+    policy_of,
+    score,
+    token_logprobs,
+    token_values,
+)
 from tulu.train.rl_losses import (
     kl_estimate,
     logprob_mismatch_stats,
@@ -208,91 +220,6 @@ class RLVRConfig:
 CONFIG = RLVRConfig
 
 
-# ------------------------------------------------------------------------------------------ rollouts
-@dataclass
-class Rollout:
-    """One sampled response and everything the update needs about it."""
-
-    prompt: int  # index into the prompt list
-    group: int  # position of its prompt in the batch (a GRPO group)
-    prompt_ids: list[int]
-    response_ids: list[int]
-    gen_logp: torch.Tensor  # [L] the generator's log-probs
-    finished: bool  # ended with EOS
-    text: str
-    verifier: str
-    score: float = 0.0
-    reason: str = ""
-    reward: float = 0.0
-    old_logp: torch.Tensor | None = None
-    ref_logp: torch.Tensor | None = None
-    old_values: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None  # [L] (GRPO: the sequence's advantage repeated)
-    returns: torch.Tensor | None = None
-
-    def encoded(self) -> Encoded:
-        return Encoded(self.prompt_ids + self.response_ids, [IGNORE_INDEX] * len(self.prompt_ids) + self.response_ids)
-
-
-@dataclass
-class RLBatch:
-    """Rollouts packed for one forward pass plus their per-token tensors, right-padded to ``[B, T]``."""
-
-    seqs: SeqBatch
-    flat_index: torch.Tensor  # [N] position of each label token in the flattened [B, T] grid
-    mask: torch.Tensor  # [B, T] response tokens
-    tensors: dict[str, torch.Tensor]  # [B, T] each: old_logp, gen_logp, advantages, ref_logp, ...
-
-    def to(self, device) -> "RLBatch":
-        return RLBatch(self.seqs.to(device), self.flat_index.to(device), self.mask.to(device),
-                       {k: v.to(device) for k, v in self.tensors.items()})
-
-    def grid(self, flat: torch.Tensor) -> torch.Tensor:
-        """``[N]`` per-label values -> ``[B, T]`` (zeros off the mask), differentiable."""
-        b, t = self.mask.shape
-        return flat.new_zeros(b * t).index_put((self.flat_index,), flat).view(b, t)
-
-
-def collate_rollouts(rollouts: Sequence[Rollout], pad_token_id: int, fields: Sequence[str] = ()) -> RLBatch:
-    seqs = collate_sequences([r.encoded() for r in rollouts], pad_token_id, layout="packed")
-    width = max(len(r.response_ids) for r in rollouts)
-    mask = torch.zeros(len(rollouts), width, dtype=torch.bool)
-    flat = []
-    for i, r in enumerate(rollouts):
-        n = len(r.response_ids)
-        mask[i, :n] = True
-        flat.append(torch.arange(n) + i * width)
-    tensors = {}
-    for name in fields:
-        grid = torch.zeros(len(rollouts), width)
-        for i, r in enumerate(rollouts):
-            value = getattr(r, name)
-            grid[i, :len(r.response_ids)] = value
-        tensors[name] = grid
-    return RLBatch(seqs, torch.cat(flat), mask, tensors)
-
-
-def _policy(model: nn.Module) -> nn.Module:
-    return model["policy"] if isinstance(model, nn.ModuleDict) else model
-
-
-def token_logprobs(policy: nn.Module, batch: RLBatch, temperature: float) -> torch.Tensor:
-    """``[B, T]`` log-probs of the response tokens at the sampling temperature (LM head at label positions)."""
-    backbone, head = split_causal_lm(policy)
-    g = label_hidden(backbone, batch.seqs)
-    lp, _ = label_logprobs(g.hidden, head, g.targets, temperature=temperature)
-    return batch.grid(lp)
-
-
-def token_values(value_model: nn.Module, batch: RLBatch) -> torch.Tensor:
-    """``[B, T]`` values: the value model's score head at the hidden state before each response token."""
-    from tulu.train.logprobs import backbone_of
-    from tulu.train.rm import score_head
-
-    g = label_hidden(backbone_of(value_model), batch.seqs)
-    return batch.grid(score_head(value_model)(g.hidden).squeeze(-1).float())
-
-
 # ------------------------------------------------------------------------------------------ the step
 class RLTask(Task):
     """The clipped policy update (plus PPO's value loss) on one micro-batch of rollouts. The engine divides the
@@ -321,7 +248,7 @@ class RLTask(Task):
 
     def loss(self, model, batch: RLBatch):
         cfg, s, t = self.cfg, self.s, batch.tensors
-        logp = token_logprobs(_policy(model), batch, cfg.rollout.temperature)
+        logp = token_logprobs(policy_of(model), batch, cfg.rollout.temperature)
         mask = batch.mask
         is_w = None
         if cfg.rl.tis_cap > 0 and cfg.rl.old_logprobs == "learner":
@@ -357,85 +284,6 @@ class RLTask(Task):
             out["value_loss"] = sums["value_loss"] / denominator
             out["value_clip_frac"] = sums.get("value_clipped_tokens", 0.0) / toks
         return out
-
-
-# -------------------------------------------------------------------------------------- the pieces
-class PromptCursor:
-    """Which prompt comes next: a seeded permutation per pass over the prompt set. Checkpointed."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.position = n, seed, 0
-
-    def take(self, k: int) -> list[int]:
-        out = []
-        for p in range(self.position, self.position + k):
-            epoch, i = divmod(p, self.n)
-            out.append(int(np.random.default_rng([self.seed, epoch]).permutation(self.n)[i]))
-        self.position += k
-        return out
-
-    def state_dict(self) -> dict:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.position = int(state["position"])
-
-
-def generate(backend, prompt_ids: list[list[int]], indices: list[int], cfg: RLVRConfig, seed: int, prompts,
-             tokenizer) -> list[Rollout]:
-    """Sample ``samples_per_prompt`` completions for each prompt; rollouts come grouped by prompt."""
-    from tulu.rollout.base import SamplingParams
-
-    ro = cfg.rollout
-    params = SamplingParams(n=ro.samples_per_prompt, temperature=ro.temperature, top_p=ro.top_p,
-                            max_new_tokens=ro.max_new_tokens, seed=seed, logprobs=True)
-    outs = backend.generate([prompt_ids[i] for i in indices], params)
-    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    rollouts = []
-    for out in sorted(outs, key=lambda o: o.prompt_index):
-        i = indices[out.prompt_index]
-        for c in out.completions:
-            ids = list(c.token_ids)
-            if not ids:
-                continue
-            lp = torch.tensor(c.logprobs if c.logprobs is not None else [0.0] * len(ids), dtype=torch.float32)
-            finished = c.finish_reason == "stop" and ids[-1] in eos
-            rollouts.append(Rollout(i, out.prompt_index, prompt_ids[i], ids, lp, finished, c.text,
-                                    prompts[i]["verifier"]))
-    return rollouts
-
-
-def score(rollouts: list[Rollout], prompts: list[dict], cfg: RLVRConfig, pool) -> None:
-    """Verify every rollout (per verifier, in the worker pool when there is one) and set its reward."""
-    from tulu.verifiers.base import verify_many
-
-    rw = cfg.reward
-    by_verifier: dict[str, list[Rollout]] = {}
-    for r in rollouts:
-        by_verifier.setdefault(r.verifier, []).append(r)
-    for name, rs in by_verifier.items():
-        results = verify_many(name, [r.text for r in rs], [prompts[r.prompt]["ground_truth"] for r in rs],
-                              pool=pool, timeout_s=rw.timeout_s or None)
-        for r, res in zip(rs, results):
-            r.score, r.reason = float(res.score), res.reason
-            r.reward = rw.correct_score * r.score if (r.finished or rw.nonstop_penalty == 0) else rw.nonstop_penalty
-
-
-@torch.no_grad()
-def per_token_pass(model: nn.Module, rollouts: list[Rollout], pad: int, batch_size: int, fn) -> list[torch.Tensor]:
-    """``fn(model, batch) -> [B, T]`` over the rollouts in chunks, no gradients; one 1-D tensor per rollout."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[torch.Tensor] = []
-    try:
-        for s in range(0, len(rollouts), batch_size):
-            chunk = rollouts[s:s + batch_size]
-            grid = fn(model, collate_rollouts(chunk, pad).to(device)).float().cpu()
-            out += [grid[i, :len(r.response_ids)] for i, r in enumerate(chunk)]
-    finally:
-        model.train(was)
-    return out
 
 
 def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> dict[str, float]:
@@ -477,74 +325,12 @@ def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> d
     return stats
 
 
-def batch_stats(rollouts: list[Rollout], groups: int, dropped: int) -> dict[str, float]:
-    """What a user reads per batch: reward and solve rate per verifier, stop rate, lengths, dropped groups."""
-    out: dict[str, float] = {}
-    if not rollouts:
-        return {"reward": 0.0, "zero_std_groups": 1.0}
-    rewards = torch.tensor([r.reward for r in rollouts])
-    out["reward"] = float(rewards.mean())
-    out["reward_std"] = float(rewards.std()) if len(rollouts) > 1 else 0.0
-    out["solve_rate"] = float(np.mean([r.score for r in rollouts]))
-    solved = {}
-    for r in rollouts:
-        solved[r.prompt] = max(solved.get(r.prompt, 0.0), r.score)
-    out["prompts_solved"] = float(np.mean([v >= 1.0 for v in solved.values()]))
-    out["stop_rate"] = float(np.mean([r.finished for r in rollouts]))
-    out["response_length"] = float(np.mean([len(r.response_ids) for r in rollouts]))
-    out["zero_std_groups"] = dropped / max(groups, 1)
-    for name in sorted({r.verifier for r in rollouts}):
-        rs = [r for r in rollouts if r.verifier == name]
-        out[f"reward/{name}"] = float(np.mean([r.reward for r in rs]))
-        out[f"solve_rate/{name}"] = float(np.mean([r.score for r in rs]))
-    return out
-
-
-def heldout_accuracy(backend, prompt_ids: list[list[int]], prompts: list[dict], max_new_tokens: int) -> list[float]:
-    """Greedy score of every held-out prompt (same verifiers as the reward)."""
-    from tulu.rollout.base import SamplingParams
-    from tulu.verifiers.base import verify
-
-    if not prompts:
-        return []
-    outs = backend.generate(prompt_ids, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, logprobs=False))
-    texts = {o.prompt_index: o.completions[0].text for o in outs}
-    return [float(verify(p["verifier"], texts[i], p["ground_truth"]).score) for i, p in enumerate(prompts)]
-
-
-class RolloutLog:
-    """rollouts.jsonl: every response with its prompt, reward and the verifier's reason. Cut back on resume."""
-
-    def __init__(self, path: Path, keep_before_batch: int, enabled: bool):
-        self.path, self.enabled = path, enabled
-        if enabled and path.exists():
-            keep = []
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line)["batch"] < keep_before_batch:
-                        keep.append(line + "\n")
-                except (json.JSONDecodeError, KeyError):
-                    continue
-            atomic_write_text(path, "".join(keep))
-
-    def write(self, batch: int, rollouts: list[Rollout], prompts: list[dict]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as fh:
-            for r in rollouts:
-                fh.write(json.dumps({"batch": batch, "prompt_index": r.prompt,
-                                     "prompt": prompts[r.prompt]["messages"][-1]["content"], "response": r.text,
-                                     "verifier": r.verifier, "score": r.score, "reward": r.reward,
-                                     "reason": r.reason, "finished": r.finished,
-                                     "length": len(r.response_ids)}) + "\n")
-
-
 # ------------------------------------------------------------------------------------------ the run
 def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to bottom)
     from tulu.data.rlvr import load_rlvr_prompts
     from tulu.data.templates import render_prompt
     from tulu.models import load_model, load_tokenizer
-    from tulu.rollout import get_backend
+    from tulu.rollout import SamplingParams, get_backend
     from tulu.train.attention import set_packed_attention
     from tulu.verifiers.timeout import WorkerPool
 
@@ -559,6 +345,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     prompts = load_rlvr_prompts(cfg.data.prompts, cfg.train.seed, "train")
     heldout = load_rlvr_prompts(cfg.data.heldout, cfg.train.seed, "heldout") if cfg.data.heldout else []
     ids = [render_prompt(p["messages"], tok, cfg.data.template) for p in prompts]
+    verifiers, ground_truths = [p["verifier"] for p in prompts], [p["ground_truth"] for p in prompts]
     heldout_ids = [render_prompt(p["messages"], tok, cfg.data.template) for p in heldout]
     for i, p in enumerate(ids):
         if len(p) > cfg.data.max_length:
@@ -623,9 +410,12 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
         for round_ in range(ro.max_sampling_rounds if s["dynamic_sampling"] else 1):
             need = ro.prompts_per_batch - groups + dropped if round_ else ro.prompts_per_batch
             indices = cursor.take(need)
-            seed = int(stable_hash(cfg.train.seed, batch_index, round_, length=8), 16)
-            rs = generate(backend, ids, indices, cfg, seed, prompts, tok)
-            score(rs, prompts, cfg, pool)
+            params = SamplingParams(n=ro.samples_per_prompt, temperature=ro.temperature, top_p=ro.top_p,
+                                    max_new_tokens=ro.max_new_tokens, logprobs=True,
+                                    seed=int(stable_hash(cfg.train.seed, batch_index, round_, length=8), 16))
+            rs = generate(backend, ids, indices, params, verifiers, tok.eos_token_id)
+            score(rs, ground_truths, correct_score=cfg.reward.correct_score,
+                  nonstop_penalty=cfg.reward.nonstop_penalty, pool=pool, timeout_s=cfg.reward.timeout_s or None)
             groups += len(indices)
             if s["dynamic_sampling"]:
                 g = ro.samples_per_prompt
