@@ -31,21 +31,28 @@ sft:
   train: {{max_steps: 2, effective_batch_size: 4, per_device_batch_size: 2, learning_rate: 1.0e-3, seed: 1}}
 dpo:
   train: {{max_steps: 1, effective_batch_size: 4, per_device_batch_size: 2, learning_rate: 1.0e-4, seed: 1}}
+rlvr:
+  data: {{prompts: {{"rlvr:arith": 4, "rlvr:constraints": 4}}}}
+  rollout: {{prompts_per_batch: 2, samples_per_prompt: 2, max_new_tokens: 8, backend: fast}}
+  rl: {{algorithm: grpo, beta: 0.0}}
+  train: {{max_steps: 2, effective_batch_size: 4, per_device_batch_size: 2, learning_rate: 1.0e-4, seed: 1}}
 eval: {{tasks: [gsm8k], limit: 2, max_new_tokens: 8, batch_size: 2}}
 """)
     assert main(["pipeline", str(recipe)]) == 0
-    for stage in ("data", "decontam", "sft", "dpo", "eval", "report"):
+    for stage in ("data", "decontam", "sft", "dpo", "rlvr", "eval", "report"):
         assert (out / stage / "DONE.json").is_file(), stage
     dec = json.loads((out / "decontam" / "DONE.json").read_text())
-    assert set(dec["files"]) == {"sft", "prefs"}
+    assert set(dec["files"]) == {"sft", "prefs", "rlvr"}  # the RLVR prompts are decontaminated too
+    rl = json.loads((out / "rlvr" / "DONE.json").read_text())
+    assert rl["start_model"] == str(out / "dpo" / "model") and rl["steps"] == 2
     assert (out / "sft" / "model" / "model.safetensors").is_file()
     assert (out / "dpo" / "model" / "model.safetensors").is_file()
-    results = {w: json.loads((out / "eval" / w / "results.json").read_text()) for w in ("base", "sft", "dpo")}
+    results = {w: json.loads((out / "eval" / w / "results.json").read_text()) for w in ("base", "sft", "dpo", "rlvr")}
     assert all("gsm8k" in r["tasks"] for r in results.values())
     html = (out / "report" / "report.html").read_text()
     assert "sft" in html and "dpo" in html
     printed = capsys.readouterr().out
-    assert "=== [6/6] report" in printed and "report:" in printed
+    assert "=== [7/7] report" in printed and "report:" in printed
     # A second run resumes: every stage but the report is skipped.
     assert main(["pipeline", str(recipe)]) == 0
-    assert capsys.readouterr().out.count("already done") == 5
+    assert capsys.readouterr().out.count("already done") == 6

@@ -8,8 +8,9 @@ finished stages, so an interrupted pipeline resumes where it stopped):
                  the matching training instances (Tulu 3 §6 rules);
 3. ``sft``       supervised finetuning of the base model on the filtered SFT data;
 4. ``dpo``       preference tuning of the SFT model on the filtered pairs;
-5. ``eval``      the same tasks on base, SFT and DPO models;
-6. ``report``    markdown + HTML report comparing the stages, printed at the end.
+5. ``rlvr``      RL with verifiable rewards from the DPO model, on the filtered RLVR prompts;
+6. ``eval``      the same tasks on the base model and every stage's model;
+7. ``report``    markdown + HTML report comparing the stages, printed at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal
 
 from tulu.config import option, to_dict
 from tulu.train.dpo import DPOConfig
+from tulu.train.rlvr import RLVRConfig
 from tulu.train.sft import SFTConfig
 from tulu.utils import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
@@ -36,8 +38,9 @@ def summary_history(run_dir: Path) -> list[dict]:
         return []
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
-Stage = Literal["data", "decontam", "sft", "dpo", "eval", "report"]
-ALL_STAGES: tuple[Stage, ...] = ("data", "decontam", "sft", "dpo", "eval", "report")
+Stage = Literal["data", "decontam", "sft", "dpo", "rlvr", "eval", "report"]
+ALL_STAGES: tuple[Stage, ...] = ("data", "decontam", "sft", "dpo", "rlvr", "eval", "report")
+TRAINED: tuple[str, ...] = ("sft", "dpo", "rlvr")
 
 
 @dataclass
@@ -55,8 +58,9 @@ class EvalStageConfig:
     tasks: list[str] = option(default_factory=lambda: ["gsm8k", "ifeval"],
                               help="Tasks to run on each stage's model (see `tulu eval --list`).")
     limit: int = option(20, "First N items of each task (0: all). The CPU demo keeps this small.")
-    models: list[Literal["base", "sft", "dpo"]] = option(default_factory=lambda: ["base", "sft", "dpo"],
-                                                         help="Which stages' models to evaluate.")
+    models: list[Literal["base", "sft", "dpo", "rlvr"]] = option(
+        default_factory=lambda: ["base", "sft", "dpo", "rlvr"],
+        help="Which stages' models to evaluate (a stage that did not run is skipped).")
     backend: str = option("auto", "Generation backend: auto (vllm on GPU, else fast), fast, hf, vllm.")
     batch_size: int = option(8, "Prompts per generate call.")
     max_new_tokens: int = option(0, "Cap every task's generation length (0: the task's own setting). A CPU "
@@ -79,6 +83,9 @@ class PipelineConfig:
                                                             "by the pipeline).")
     dpo: DPOConfig = option(default_factory=DPOConfig, help="DPO stage (model, data.mixture and output_dir are set "
                                                             "by the pipeline).")
+    rlvr: RLVRConfig = option(default_factory=RLVRConfig, help="RLVR stage (model.path and output_dir are set by the "
+                                                               "pipeline; its data.prompts are materialised and "
+                                                               "decontaminated like the other training data).")
     eval: EvalStageConfig = option(default_factory=EvalStageConfig, help="Evaluation stage.")
 
     def __post_init__(self) -> None:
@@ -121,6 +128,13 @@ class Pipeline:
             path = atomic_write_jsonl(self.root / "data" / f"{name}.jsonl", mix.records)
             out[name] = {"path": str(path), "records": len(mix.records), "counts": mix.counts}
             print(f"{name}: {len(mix.records)} records ({', '.join(f'{k}: {v}' for k, v in mix.counts.items())})")
+        if "rlvr" in self.cfg.stages:
+            from tulu.data.rlvr import load_rlvr_prompts
+
+            prompts = load_rlvr_prompts(self.cfg.rlvr.data.prompts, self.cfg.seed, "train")
+            path = atomic_write_jsonl(self.root / "data" / "rlvr.jsonl", prompts)
+            out["rlvr"] = {"path": str(path), "records": len(prompts)}
+            print(f"rlvr: {len(prompts)} prompts ({', '.join(self.cfg.rlvr.data.prompts)})")
         return out
 
     def decontam(self) -> dict:
@@ -128,7 +142,10 @@ class Pipeline:
 
         d = self.cfg.decontam
         data = self.root / "data"
-        opts = DecontamOptions(train=[parse_source(f"sft={data / 'sft.jsonl'}"), parse_source(f"prefs={data / 'prefs.jsonl'}")],
+        sources = [parse_source(f"sft={data / 'sft.jsonl'}"), parse_source(f"prefs={data / 'prefs.jsonl'}")]
+        if (data / "rlvr.jsonl").is_file():
+            sources.append(parse_source(f"rlvr={data / 'rlvr.jsonl'}"))
+        opts = DecontamOptions(train=sources,
                                benchmarks=d.benchmarks or None, mode=d.mode, output_dir=self.root / "decontam",
                                workers=d.workers or None)
         report, timings = decontaminate(opts)
@@ -178,6 +195,21 @@ class Pipeline:
                 "eval_pairs": summary.details["eval_pairs"], "accuracy_before": before.get("rewards/accuracies"),
                 "accuracy_after": after.get("rewards/accuracies"), "steps": summary.steps}
 
+    def rlvr(self) -> dict:
+        from tulu.train import rlvr
+
+        cfg = self.cfg.rlvr
+        start = next((self.model_path(s) for s in ("dpo", "sft") if (self.root / s / "model").is_dir()),
+                     self.cfg.base_model)
+        cfg = replace(cfg, output_dir=str(self.root / "rlvr"), model=replace(cfg.model, path=start),
+                      data=replace(cfg.data, prompts={self._train_file("rlvr"): 1.0}))
+        summary = rlvr.run(cfg)
+        final = summary.final_metrics
+        return {"start_model": start, "algorithm": cfg.rl.algorithm, "steps": summary.steps,
+                "prompts": summary.details["prompts"], "final_reward": final.get("reward"),
+                "heldout_before": summary.heldout_before.get("accuracy"),
+                "heldout_after": summary.heldout_after.get("accuracy")}
+
     def eval(self) -> dict:
         from tulu.eval.build import build_tasks
         from tulu.eval.runner import evaluate, model_fingerprint
@@ -206,9 +238,9 @@ class Pipeline:
         ev = self._done("eval") or {"results": {}}
         runs = [Run(which, load_results(path)) for which, path in ev["results"].items()]
         out = self.root / "report"
-        paths = write_report(runs, out, title="tulu pipeline: base -> SFT -> DPO") if runs else {}
+        paths = write_report(runs, out, title="tulu pipeline: base -> SFT -> DPO -> RLVR") if runs else {}
         lines = ["# tulu pipeline report", "", f"Recipe run folder: `{self.root}`", ""]
-        for stage in ("data", "decontam", "sft", "dpo"):
+        for stage in ("data", "decontam", *TRAINED):
             info = self._done(stage)
             if info:
                 lines.append(f"## {stage}\n\n```json\n{json.dumps(info, indent=2)}\n```\n")
@@ -225,6 +257,7 @@ class Pipeline:
         stages = [s for s in ALL_STAGES if s in self.cfg.stages]
         texts = {"data": "build the SFT and preference mixtures", "decontam": "8-gram decontamination vs eval suites",
                  "sft": "supervised finetuning", "dpo": f"preference tuning ({self.cfg.dpo.dpo.loss_type})",
+                 "rlvr": f"RL with verifiable rewards ({self.cfg.rlvr.rl.algorithm})",
                  "eval": f"evaluate {', '.join(self.cfg.eval.models)} on {', '.join(self.cfg.eval.tasks)}",
                  "report": "compare the stages"}
         t_all = time.perf_counter()
@@ -256,6 +289,9 @@ class Pipeline:
         if "dpo" in s and s["dpo"].get("accuracy_after") is not None:
             print(f"dpo       held-out implicit-reward accuracy {s['dpo']['accuracy_before']:.3f} -> "
                   f"{s['dpo']['accuracy_after']:.3f} ({s['dpo']['eval_pairs']} pairs)")
+        if "rlvr" in s and s["rlvr"].get("heldout_after") is not None:
+            print(f"rlvr      held-out verifiable accuracy {s['rlvr']['heldout_before']:.3f} -> "
+                  f"{s['rlvr']['heldout_after']:.3f} ({s['rlvr']['steps']} steps, {s['rlvr']['algorithm']})")
         ev = self._done("eval")
         if ev:
             from tulu.report import Run, load_results, markdown_table

@@ -181,3 +181,26 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
     assert [r["step"] for r in _lines(killed / "metrics.jsonl")] == list(range(1, 9))
     full_rollouts = [(r["batch"], r["response"]) for r in _lines(full / "rollouts.jsonl")]
     assert [(r["batch"], r["response"]) for r in _lines(killed / "rollouts.jsonl")] == full_rollouts
+
+
+def test_recipes_carry_the_published_numbers():
+    from pathlib import Path
+
+    from tulu.config import load_config
+    from tulu.train.rlvr import RLVRConfig
+
+    root = Path(__file__).resolve().parents[2] / "recipes"
+    ppo = load_config(RLVRConfig, root / "tulu3_8b_rlvr.yaml")
+    assert (ppo.rl.algorithm, ppo.rl.beta, ppo.train.learning_rate, ppo.rollout.temperature) == ("ppo", 0.05, 3e-7, 1.0)
+    assert (ppo.rollout.max_new_tokens, ppo.data.max_length, ppo.train.effective_batch_size) == (2048, 2048, 224)
+    assert (ppo.reward.correct_score, ppo.reward.nonstop_penalty) == (10.0, -10.0)
+    assert ppo.rl.resolved()["epochs_per_batch"] == 4 and (ppo.rl.clip_low, ppo.rl.value_clip, ppo.rl.vf_coef) == (
+        0.2, 0.2, 0.1)
+    assert (ppo.rl.gamma, ppo.rl.lam) == (1.0, 0.95) and ppo.rl.value_model.endswith("RM")
+    grpo = load_config(RLVRConfig, root / "tulu3_8b_grpo.yaml")
+    assert (grpo.rl.beta, grpo.rl.resolved()["kl_estimator"], grpo.train.learning_rate) == (0.01, "k3", 5e-7)
+    assert (grpo.rollout.prompts_per_batch, grpo.rollout.samples_per_prompt, grpo.reward.nonstop_penalty) == (
+        64, 16, 0.0)
+    assert grpo.rollout.prompts_per_batch * grpo.rollout.samples_per_prompt // grpo.train.effective_batch_size == 2
+    cpu = load_config(RLVRConfig, root / "embedded_cpu_rlvr.yaml")
+    assert cpu.model.path == "embedded" and cpu.rollout.backend == "fast"

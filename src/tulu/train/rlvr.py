@@ -359,7 +359,10 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     if cfg.rl.beta > 0:
         reference = engine.prepare_frozen(load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu"))
         set_packed_attention(reference)
-    backend = get_backend(ro.backend, policy, tok)
+    # vLLM engines and Ray generation actors load the model by path; the CPU backends take the loaded policy.
+    # Either way the weights the learner trains are handed over after every batch (sync_weights).
+    on_gpu_engine = ro.backend in ("vllm", "ray") or (ro.backend == "auto" and torch.cuda.is_available())
+    backend = get_backend(ro.backend, cfg.model.path if on_gpu_engine else policy, tok)
     if cfg.lora.enabled:
         policy = apply_lora(policy, cfg.lora, cfg.train.seed)
     modules: dict[str, nn.Module] = {"policy": policy}
