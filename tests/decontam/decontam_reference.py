@@ -1,4 +1,4 @@
-"""Brute-force reference of the DESIGN.md §6 rule: every (training, eval) pair, Python tuples, no index."""
+"""Brute-force reference of the decontamination rule (docs/decontam.md): every (training, eval) pair, Python tuples, no index."""
 
 from __future__ import annotations
 

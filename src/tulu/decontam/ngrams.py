@@ -1,6 +1,6 @@
 """Tokenisation, the eval-side 8-gram index, and matching of training instances against it.
 
-The rule (DESIGN.md §6, from the Tulu 3 report): text is lowercased and split on punctuation and
+The rule (from the Tulu 3 report; docs/decontam.md): text is lowercased and split on punctuation and
 whitespace; an eval instance is *contaminated by a training instance* when more than ``threshold`` (50%)
 of the eval instance's tokens are covered by n-grams (n = 8) that it shares with that one training
 instance.
