@@ -204,3 +204,17 @@ def test_recipes_carry_the_published_numbers():
     assert grpo.rollout.prompts_per_batch * grpo.rollout.samples_per_prompt // grpo.train.effective_batch_size == 2
     cpu = load_config(RLVRConfig, root / "embedded_cpu_rlvr.yaml")
     assert cpu.model.path == "embedded" and cpu.rollout.backend == "fast"
+
+
+def test_one_update_per_batch_uses_the_forward_pass_as_the_old_policy(tiny_dir, tmp_path):
+    """With one optimizer step per batch the ratio is exactly 1 by construction: no separate no-grad pass; the
+    generator-vs-learner gap is still measured, on the training pass itself."""
+    out = tmp_path / "run"
+    recipe = _recipe(tmp_path / "r.yaml", tiny_dir, out, "dapo", rl={"beta": 0.0, "dynamic_sampling": False},
+                     train={"effective_batch_size": 8}, data={"prompts": {str(_prompt_file(tmp_path / "p.jsonl")): 4}})
+    assert main(["rlvr", str(recipe)]) == 0
+    rows = _lines(out / "metrics.jsonl")
+    assert len(rows) == 2  # 4 prompts / 2 per batch, one step each
+    for r in rows:
+        assert r["approx_kl"] == 0.0 and r["clip_frac"] == 0.0 and r["mismatch/mean_abs"] < 1e-4
+        assert "prepare_s" in r

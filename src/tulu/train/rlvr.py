@@ -226,9 +226,12 @@ class RLTask(Task):
     returned sums by the minibatch's denominator: its response tokens (token aggregation), its responses
     (sequence) or responses x max_new_tokens (constant)."""
 
-    def __init__(self, cfg: RLVRConfig, settings: dict[str, Any], pad_token_id: int):
+    def __init__(self, cfg: RLVRConfig, settings: dict[str, Any], pad_token_id: int, on_policy: bool = False):
         self.cfg, self.s, self.pad = cfg, settings, pad_token_id
-        self.fields = ["old_logp", "gen_logp", "advantages"]
+        # One update per batch: the policy that trains is the one that the old log-probs would come from, so
+        # they are this forward pass's own (detached) and no separate pass is needed.
+        self.on_policy = on_policy
+        self.fields = ["gen_logp", "advantages"] if on_policy else ["old_logp", "gen_logp", "advantages"]
         if cfg.rl.beta > 0 and settings["kl_in"] == "loss":
             self.fields.append("ref_logp")
         if settings["advantage"] == "gae":
@@ -250,21 +253,24 @@ class RLTask(Task):
         cfg, s, t = self.cfg, self.s, batch.tensors
         logp = token_logprobs(policy_of(model), batch, cfg.rollout.temperature)
         mask = batch.mask
+        old = logp.detach() if self.on_policy else t["old_logp"]
         is_w = None
         if cfg.rl.tis_cap > 0 and cfg.rl.old_logprobs == "learner":
-            is_w = truncated_is_weights(t["old_logp"], t["gen_logp"], mask, cap=cfg.rl.tis_cap)
+            is_w = truncated_is_weights(old, t["gen_logp"], mask, cap=cfg.rl.tis_cap)
         kl = None
         if "ref_logp" in t:
             kl = kl_estimate(logp, t["ref_logp"], mask, s["kl_estimator"])
         # count=1: the aggregation returns sums; the engine divides by the minibatch's denominator
         counts = dict(token_count=1.0) if s["aggregation"] == "token" else dict(seq_count=1.0, max_len=1)
         adv = t["advantages"]
-        pl = policy_loss(logp, t["old_logp"], adv, mask, clip_low=cfg.rl.clip_low, clip_high=s["clip_high"],
+        pl = policy_loss(logp, old, adv, mask, clip_low=cfg.rl.clip_low, clip_high=s["clip_high"],
                          aggregation=s["aggregation"], is_weights=is_w, kl=kl, beta=cfg.rl.beta, **counts)
         total = pl.loss
         n_tok = mask.sum().to(logp.dtype)
         sums = {"policy_loss": pl.pg_loss, "kl_loss": pl.kl_loss, "clipped_tokens": pl.clip_frac * n_tok,
                 "approx_kl_tokens": pl.approx_kl * n_tok, "response_tokens": n_tok}
+        if self.on_policy:  # the generator-vs-learner gap, measured on this pass
+            sums["mismatch_abs_tokens"] = ((old - t["gen_logp"]).abs() * mask).sum()
         if "returns" in t:
             values = token_values(model["value"], batch)
             vl = value_loss(values, t["old_values"], t["returns"], mask, clip=cfg.rl.value_clip,
@@ -280,6 +286,8 @@ class RLTask(Task):
                "kl_loss": sums.get("kl_loss", 0.0) / denominator,
                "clip_frac": sums.get("clipped_tokens", 0.0) / toks,
                "approx_kl": sums.get("approx_kl_tokens", 0.0) / toks}
+        if "mismatch_abs_tokens" in sums:
+            out["mismatch/mean_abs"] = sums["mismatch_abs_tokens"] / toks
         if "value_loss" in sums:
             out["value_loss"] = sums["value_loss"] / denominator
             out["value_clip_frac"] = sums.get("value_clipped_tokens", 0.0) / toks
@@ -320,7 +328,7 @@ def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> d
         adv = group_advantages(rewards, g, scale=scale)
         for r, a in zip(rollouts, adv.tolist()):
             r.advantages = torch.full((len(r.response_ids),), a)
-        if cfg.rl.beta > 0:
+        if cfg.rl.beta > 0 and rollouts[0].old_logp is not None:  # on-policy: the step logs kl_loss instead
             stats["kl"] = float(masked_mean(kl_estimate(grid("old_logp"), grid("ref_logp"), mask, "k1"), mask))
     return stats
 
@@ -377,12 +385,12 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     reward_model = None
     if cfg.reward.reward_model and cfg.reward.reward_model_multiplier:
         reward_model = engine.prepare_frozen(load_model(cfg.reward.reward_model, device="cpu", num_labels=1))
-    task = RLTask(cfg, s, tok.pad_token_id)
-    engine.prepare(modules, task, lr_scales={"value": cfg.rl.value_lr_scale})
-
     # -- the plan: batches over the prompt set, a fixed number of optimizer steps per batch
     minibatches = ro.prompts_per_batch * ro.samples_per_prompt // cfg.train.effective_batch_size
     steps_per_batch = s["epochs_per_batch"] * minibatches
+    on_policy = steps_per_batch == 1 and s["advantage"] != "gae" and cfg.rl.old_logprobs == "learner"
+    task = RLTask(cfg, s, tok.pad_token_id, on_policy=on_policy)
+    engine.prepare(modules, task, lr_scales={"value": cfg.rl.value_lr_scale})
     num_batches = max(1, len(prompts) * cfg.train.num_epochs // ro.prompts_per_batch)
     if cfg.train.max_steps > 0:
         num_batches = max(1, min(num_batches, cfg.train.max_steps // steps_per_batch))
@@ -454,12 +462,14 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             pad = tok.pad_token_id
             bs = cfg.train.per_device_batch_size
             if rollouts:
-                if cfg.rl.old_logprobs == "learner":
-                    olds = per_token_pass(pol, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
-                else:
-                    olds = [r.gen_logp for r in rollouts]
-                for r, o in zip(rollouts, olds):
-                    r.old_logp = o
+                if not on_policy:
+                    if cfg.rl.old_logprobs == "learner":
+                        olds = per_token_pass(pol, rollouts, pad, bs,
+                                              lambda m, x: token_logprobs(m, x, ro.temperature))
+                    else:
+                        olds = [r.gen_logp for r in rollouts]
+                    for r, o in zip(rollouts, olds):
+                        r.old_logp = o
                 if reference is not None:
                     refs = per_token_pass(reference, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
                     for r, o in zip(rollouts, refs):
@@ -475,9 +485,11 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                                                lambda m, x: last_token_scores(m, x.seqs)[:, None])
                     for r, sc in zip(rollouts, rm_scores):
                         r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
-                grid = collate_rollouts(rollouts, pad, ["old_logp", "gen_logp"])
-                stats.update({k: float(v) for k, v in logprob_mismatch_stats(
-                    grid.tensors["old_logp"], grid.tensors["gen_logp"], grid.mask, cap=cfg.rl.tis_cap or 2.0).items()})
+                if not on_policy:
+                    grid = collate_rollouts(rollouts, pad, ["old_logp", "gen_logp"])
+                    stats.update({k: float(v) for k, v in logprob_mismatch_stats(
+                        grid.tensors["old_logp"], grid.tensors["gen_logp"], grid.mask,
+                        cap=cfg.rl.tis_cap or 2.0).items()})
             # 6: advantages
             stats.update(advantages(rollouts, cfg, s))
             stats["prepare_s"] = time.perf_counter() - t0
