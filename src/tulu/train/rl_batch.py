@@ -220,8 +220,9 @@ def heldout_accuracy(backend, prompt_ids: list[list[int]], prompts: list[dict], 
     return [float(verify(p["verifier"], texts[i], p["ground_truth"]).score) for i, p in enumerate(prompts)]
 
 
-class RolloutLog:
-    """rollouts.jsonl: every response with its prompt, reward and the verifier's reason. Cut back on resume."""
+class BatchLog:
+    """A JSONL file of records keyed by RL batch (``rollouts.jsonl``: every response; ``batches.jsonl``: one line
+    of statistics and timings per batch). Lines of batches at or after the resume point are cut on resume."""
 
     def __init__(self, path: Path, keep_before_batch: int, enabled: bool):
         self.path, self.enabled = path, enabled
@@ -231,17 +232,19 @@ class RolloutLog:
                 try:
                     if json.loads(line)["batch"] < keep_before_batch:
                         keep.append(line + "\n")
-                except (json.JSONDecodeError, KeyError):
-                    continue
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by a kill
             atomic_write_text(path, "".join(keep))
 
-    def write(self, batch: int, rollouts: list[Rollout], prompts: list[dict]) -> None:
+    def write(self, records: list[dict]) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as fh:
-            for r in rollouts:
-                fh.write(json.dumps({"batch": batch, "prompt_index": r.prompt,
-                                     "prompt": prompts[r.prompt]["messages"][-1]["content"], "response": r.text,
-                                     "verifier": r.verifier, "score": r.score, "reward": r.reward,
-                                     "reason": r.reason, "finished": r.finished,
-                                     "length": len(r.response_ids)}) + "\n")
+            fh.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def rollout_records(batch: int, rollouts: list[Rollout], prompts: list[dict]) -> list[dict]:
+    """What ``rollouts.jsonl`` keeps of each response: enough to read what the model did and why it scored."""
+    return [{"batch": batch, "prompt_index": r.prompt, "prompt": prompts[r.prompt]["messages"][-1]["content"],
+             "response": r.text, "verifier": r.verifier, "score": r.score, "reward": r.reward, "reason": r.reason,
+             "finished": r.finished, "length": len(r.response_ids)} for r in rollouts]

@@ -42,38 +42,13 @@ from torch import nn
 
 from tulu.config import option, to_dict
 from tulu.data.formats import DataError
-from tulu.train.advantages import (
-    gae,
-    group_advantages,
-    masked_mean,
-    masked_whiten,
-    per_token_rewards,
-    zero_std_groups,
-)
+from tulu.train.advantages import gae, group_advantages, masked_mean, masked_whiten, per_token_rewards, zero_std_groups
 from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
 from tulu.train.engine import Engine, RunSummary, Task
-from tulu.train.rl_batch import (
-    PromptCursor,
-    RLBatch,
-    Rollout,
-    RolloutLog,
-    batch_stats,
-    collate_rollouts,
-    generate,
-    heldout_accuracy,
-    per_token_pass,
-    policy_of,
-    score,
-    token_logprobs,
-    token_values,
-)
-from tulu.train.rl_losses import (
-    kl_estimate,
-    logprob_mismatch_stats,
-    policy_loss,
-    truncated_is_weights,
-    value_loss,
-)
+from tulu.train.rl_batch import (BatchLog, PromptCursor, RLBatch, Rollout, batch_stats, collate_rollouts, generate,
+                                 heldout_accuracy, per_token_pass, policy_of, rollout_records, score, token_logprobs,
+                                 token_values)
+from tulu.train.rl_losses import kl_estimate, logprob_mismatch_stats, policy_loss, truncated_is_weights, value_loss
 from tulu.utils import atomic_write_text, stable_hash
 
 log = logging.getLogger(__name__)
@@ -401,7 +376,8 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     start = engine.begin()
     start_batch = start // steps_per_batch
     engine.sync_weights(backend)  # the generator starts from the (possibly resumed) policy
-    rollout_log = RolloutLog(out / "rollouts.jsonl", start_batch, engine.is_main)
+    rollout_log = BatchLog(out / "rollouts.jsonl", start_batch, engine.is_main)
+    batch_log = BatchLog(out / "batches.jsonl", start_batch, engine.is_main)
     pool = WorkerPool(cfg.reward.workers) if cfg.reward.workers > 0 else None
     before_path = out / "heldout_before.json"
     if heldout and (start == 0 or not before_path.is_file()):
@@ -510,7 +486,8 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             if pending is not None:
                 pending.result()  # finish generating the next batch with the weights it started with
             stats["sync_s"] = engine.sync_weights(backend)
-            rollout_log.write(b, rollouts, prompts)
+            rollout_log.write(rollout_records(b, rollouts, prompts))
+            batch_log.write([{"batch": b, "step": engine.global_step, **stats}])
             summary_history.append(dict(batch=b + 1, **{k: v for k, v in record.items()}))
             engine.maybe_checkpoint(record)
     finally:
