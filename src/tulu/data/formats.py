@@ -58,12 +58,12 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
         raise DataError(f"{path}: unknown data format {suffix!r} (expected .jsonl, .json, .parquet or a datasets folder)")
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """``(file:line, object)`` for every non-blank line of a JSONL file (``.gz`` too); bad JSON raises DataError."""
+def scan_jsonl(path: str | Path) -> Iterator[tuple[str, Any, str | None]]:
+    """``(file:line, object or None, error or None)`` for every non-blank line of a JSONL file (``.gz`` too).
+    A line that is not valid JSON yields its error and the scan goes on, so one bad line hides nothing."""
     import gzip
 
     path = Path(path)
-
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -71,12 +71,19 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict]]:
                 continue
             loc = f"{path}:{lineno}"
             try:
-                rec = json.loads(line)
+                yield loc, json.loads(line.rstrip("\r\n")), None  # an error then points into the line
             except json.JSONDecodeError as exc:
-                raise DataError(f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{loc}: expected a JSON object per line, got {type(rec).__name__}")
-            yield loc, rec
+                yield loc, None, f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})"
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """``(file:line, object)`` for every non-blank line of a JSONL file (``.gz`` too); bad JSON raises DataError."""
+    for loc, rec, error in scan_jsonl(path):
+        if error is not None:
+            raise DataError(error)
+        if not isinstance(rec, dict):
+            raise DataError(f"{loc}: expected a JSON object per line, got {type(rec).__name__}")
+        yield loc, rec
 
 
 def _read_json(path: Path) -> Iterator[tuple[str, dict]]:

@@ -32,18 +32,16 @@ split only keeps its own prompts; the two splits also draw from different seeds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from tulu.data.formats import DataError, read_records, to_canonical, validate_messages
+from tulu.data.formats import DataError, read_records, scan_jsonl, to_canonical, validate_messages
+from tulu.data.rlvr_sources import HELDOUT_SHARE, Split, _check_split, _split_seed, prompt_split  # noqa: F401
 
-Split = Literal["train", "heldout"]
 GENERATOR_DEFAULT_SIZE = 1000  # a fraction (<= 1) of a generator means fraction * this many prompts
-HELDOUT_SHARE = 1 / 8  # share of the prompt space reserved for the held-out split
 DEFAULT_MAX_ERRORS = 20
 
 # Tulu 3 / open-instruct dataset names -> our verifier names (looked up case-sensitively first, then lower).
@@ -215,21 +213,8 @@ def validate_rlvr_record(raw: dict, loc: str) -> dict:
 
 def _raw_records(path: Path) -> Iterator[tuple[str, dict | None, str | None]]:
     """``(loc, record, error)``: JSONL is read line by line so that a bad line does not hide the rest."""
-    import gzip
-
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                loc = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line.rstrip("\r\n"))
-                except json.JSONDecodeError as exc:
-                    yield loc, None, f"{loc}: invalid JSON ({exc.msg} at column {exc.colno})"
-                    continue
-                yield loc, rec, None
+        yield from scan_jsonl(path)
         return
     for loc, rec in read_records(path):
         yield loc, rec, None
@@ -281,23 +266,6 @@ def load_rlvr_hub(name: str, *, max_errors: int = DEFAULT_MAX_ERRORS) -> list[di
     if errors:
         raise RLVRDataError(f"hf:{name}", errors, total, max_errors)
     return good
-
-
-# ------------------------------------------------------------------------------------------ splits
-def prompt_split(text: str) -> Split:
-    """The split a generated prompt belongs to, from a hash of its text (fixed for all seeds and sizes)."""
-    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-    return "heldout" if h < HELDOUT_SHARE * 2**64 else "train"
-
-
-def _split_seed(seed: int, split: Split, name: str) -> int:
-    """Disjoint seed streams per (seed, split, generator)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{split}:{name}".encode()).digest()[:4], "big")
-
-
-def _check_split(split: str) -> None:
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split: expected 'train' or 'heldout', got {split!r}")
 
 
 # ------------------------------------------------------------------------------------------ entry point

@@ -3,7 +3,7 @@
 Each generator returns Tulu 3 RLVR records (``messages``, ``ground_truth``, ``dataset``, ``verifier``) with
 an ``id`` and a ``provenance`` dict (for math: the reasoning-gym task, its seed and item index, which is
 enough to regenerate the item). Prompts are distinct within a call, and a prompt only ever appears in the
-split that :func:`tulu.data.rlvr.prompt_split` assigns it to.
+split that :func:`prompt_split` assigns it to.
 
 Math tasks (:data:`MATH_TASKS`) are small-number versions of reasoning-gym tasks that a 135M model can learn
 and whose answers our ``gsm8k`` (integers) or ``math`` (fractions) verifier checks. Tasks generated from a
@@ -16,7 +16,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import hashlib
+from typing import Literal
+
 from tulu.data.formats import DataError
+
+Split = Literal["train", "heldout"]
+HELDOUT_SHARE = 1 / 8  # share of the prompt space reserved for the held-out split
 
 # reasoning-gym tasks that must never be trained on, and why
 DENYLIST = {
@@ -79,7 +85,6 @@ def _distinct(
     draw, n: int, split: str, name: str, max_draws: int, text=lambda r: r["messages"][-1]["content"]
 ):
     """Call ``draw(i)`` until ``n`` items with distinct prompt texts of ``split`` are collected."""
-    from tulu.data.rlvr import prompt_split
 
     out, seen = [], set()
     for i in range(max_draws):
@@ -103,7 +108,6 @@ def math_prompts(n: int, seed: int = 0, split: str = "train", tasks: list[str] |
     """``n`` reasoning-gym prompts spread evenly over ``tasks`` (default: all of :data:`MATH_TASKS`)."""
     import reasoning_gym as rg
 
-    from tulu.data.rlvr import _check_split, _split_seed
 
     _check_split(split)
     tasks = sorted(MATH_TASKS) if tasks is None else list(tasks)
@@ -143,7 +147,6 @@ def constraint_examples(n: int, seed: int = 0, split: str = "train", max_constra
     response, see :mod:`tulu.data.ifeval_prompts`) with distinct prompts of ``split``; record ``i`` of
     :func:`constraint_prompts` is made from pair ``i`` here."""
     from tulu.data.ifeval_prompts import constraint_example
-    from tulu.data.rlvr import _check_split, _split_seed, prompt_split
 
     _check_split(split)
     rng = random.Random(_split_seed(seed, split, "constraints"))
@@ -159,7 +162,6 @@ def constraint_examples(n: int, seed: int = 0, split: str = "train", max_constra
 
 def constraint_prompts(n: int, seed: int = 0, split: str = "train", max_constraints: int = 3) -> list[dict]:
     """``n`` IFEval-taxonomy constraint prompts (:mod:`tulu.data.ifeval_prompts`), verifier ``ifeval``."""
-    from tulu.data.rlvr import _split_seed
 
     rng_seed = _split_seed(seed, split, "constraints")
     out = []
@@ -195,3 +197,20 @@ def generate(source: str, n: int, seed: int = 0, split: str = "train") -> list[d
 
 
 GENERATOR_NAMES = ["rlvr:constraints", "rlvr:math", "rlvr:arith"] + [f"rlvr:{t}" for t in sorted(MATH_TASKS)]
+
+
+# ------------------------------------------------------------------------------------------ splits
+def prompt_split(text: str) -> Split:
+    """The split a generated prompt belongs to, from a hash of its text (fixed for all seeds and sizes)."""
+    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    return "heldout" if h < HELDOUT_SHARE * 2**64 else "train"
+
+
+def _split_seed(seed: int, split: Split, name: str) -> int:
+    """Disjoint seed streams per (seed, split, generator)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{split}:{name}".encode()).digest()[:4], "big")
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split: expected 'train' or 'heldout', got {split!r}")

@@ -22,22 +22,8 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-TOPICS = [
-    "the water cycle", "honey bees", "the history of tea", "volcanoes", "learning a new language",
-    "city gardens", "the moon", "bicycles", "rainforests", "public libraries", "the human heart",
-    "chess", "coral reefs", "solar power", "bread baking", "the printing press", "owls", "glaciers",
-    "recycling", "the Olympic games", "lighthouses", "desert plants", "jazz music", "paper making",
-]
-FACTS = [
-    "{T} has shaped daily life in ways that are easy to overlook.",
-    "Many people first learn about {t} at school.",
-    "Scientists and hobbyists alike still study {t} today.",
-    "A simple way to understand {t} is to look at a small example.",
-    "{T} connects to other topics such as weather, history and health.",
-    "Learning about {t} rewards curiosity and patience.",
-    "Small details about {t} often surprise newcomers.",
-    "Books and museums are good places to explore {t}.",
-]
+from tulu.data.ifeval_vocab import FACTS, TOPICS
+
 END_PHRASES = ["Is there anything else I can help with?", "Let me know if you have additional questions.",
                "Any other questions?"]
 TASKS = ["Write a short paragraph about {t}.", "Describe {t} for a curious child.",
