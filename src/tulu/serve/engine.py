@@ -157,6 +157,9 @@ class _Row:
     generator: torch.Generator | None
     max_new: int
     out: list[int] = field(default_factory=list)
+    text: str = ""  # detokenized so far (see FastEngine._detokenize)
+    prefix_offset: int = 0
+    read_offset: int = 0
     sent: int = 0  # characters of text already handed out
     finish: str | None = None
 
@@ -374,21 +377,23 @@ class FastEngine(Engine):
         r.out.append(tok)
         req = r.req
         ev = Event(index=req.index_base + r.index)
-        is_stop_token = tok in self.stop_ids
-        if req.logprobs and not is_stop_token:
-            ev.logprobs.append(TokenLogprob(tok, float(lp), top))
-        body = r.out[:-1] if is_stop_token else r.out
-        text = self.tokenizer.decode(body, skip_special_tokens=True)
-        if is_stop_token:
+        if tok in self.stop_ids:
             r.finish = "stop"
-        cut = find_stop(text, req.stop) if req.stop else -1
-        if cut >= 0:
-            text = text[:cut]
-            r.finish = "stop"
-        elif r.finish is None and len(r.out) >= r.max_new:
-            r.finish = "length"
+        else:
+            if req.logprobs:
+                ev.logprobs.append(TokenLogprob(tok, float(lp), top))
+            self._detokenize(r)
+            if req.stop and find_stop(r.text, req.stop) >= 0:
+                r.finish = "stop"
+            elif len(r.out) >= r.max_new:
+                r.finish = "length"
         if r.finish is None:
-            text = _holdback(text, req.stop)
+            text = _holdback(r.text, req.stop)
+        else:  # the whole text once, decoded in one piece, cut before a stop string
+            body = r.out[:-1] if r.out[-1] in self.stop_ids else r.out
+            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            cut = find_stop(text, req.stop) if req.stop else -1
+            text = text[:cut] if cut >= 0 else text
         if len(text) > r.sent:
             ev.text = text[r.sent:]
             r.sent = len(text)
@@ -396,6 +401,18 @@ class FastEngine(Engine):
         ev.completion_tokens = len(r.out)
         if ev.text or ev.logprobs or ev.finish_reason:
             events.setdefault(id(req), (req, []))[1].append(ev)
+
+    def _detokenize(self, r: _Row) -> None:
+        """Extend ``r.text`` with the newest token's text, decoding only a short window of tokens (a full
+        decode per step is quadratic in the answer's length). The window starts a few tokens back so that
+        tokenizers whose pieces depend on their neighbours decode as they do in one piece; a token that
+        ends inside a UTF-8 character waits for the next one."""
+        before = self.tokenizer.decode(r.out[r.prefix_offset:r.read_offset], skip_special_tokens=True)
+        after = self.tokenizer.decode(r.out[r.prefix_offset:], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            r.text += after[len(before):]
+            r.prefix_offset = r.read_offset
+            r.read_offset = len(r.out)
 
     @staticmethod
     def _flush(events: dict) -> None:
@@ -409,9 +426,8 @@ class _NoExtraStops:  # stop_token_ids() reads .stop_token_ids from a SamplingPa
 
 
 def _holdback(text: str, stops: list[str]) -> str:
-    """The part of a running completion's text that is safe to send: without a trailing incomplete UTF-8
-    character and without a tail that could be the start of a stop string."""
-    text = text.rstrip("\ufffd")
+    """The part of a running completion's text that is safe to send: without a tail that could be the start
+    of a stop string."""
     keep = len(text)
     for s in stops:
         for k in range(min(len(s) - 1, len(text)), 0, -1):
