@@ -168,7 +168,7 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
                 ids = list(prompt)
             top = body.logprobs or 0
             gens.append(make_request(engine, body, ids, body.requested_max_tokens(), logprobs=body.logprobs is not None,
-                                     top_logprobs=top, index_base=i * body.n))
+                                     top_logprobs=top, index_base=i * body.n, prompt_param="prompt"))
         rid = f"cmpl-{uuid.uuid4().hex[:24]}"
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
@@ -255,11 +255,11 @@ async def encode(fn, arg, param: str) -> list[int]:
 
 
 def make_request(engine: Engine, body, ids: list[int], max_tokens: int | None, *, logprobs: bool, top_logprobs: int,
-                 index_base: int = 0) -> GenRequest:
+                 index_base: int = 0, prompt_param: str = "messages") -> GenRequest:
     limit = engine.max_model_len
     if len(ids) >= limit:
         raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context (max_model_len) is {limit} "
-                            f"tokens, including the completion", param="messages", code="context_length_exceeded")
+                            f"tokens, including the completion", param=prompt_param, code="context_length_exceeded")
     if max_tokens is None:
         max_tokens = limit - len(ids)
     elif len(ids) + max_tokens > limit:

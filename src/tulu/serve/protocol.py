@@ -157,7 +157,8 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, str |
     """One message for a pydantic/FastAPI error list, and the offending parameter's dotted path."""
     parts = []
     param = None
-    for err in errors[:5]:
+    seen: set[str] = set()
+    for err in errors[:8]:
         loc = [str(x) for x in err.get("loc", ()) if x != "body"]
         # pydantic names union members in the location (e.g. 'str', 'list[str]'): keep the field path
         loc = [x for x in loc if not any(c in x for c in "[]()") and x not in ("str", "int", "float", "bool",
@@ -169,6 +170,9 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, str |
         if err.get("type") == "missing" and not loc:
             parts.append("the body must be a JSON object")
             continue
+        if where in seen:  # a union's alternatives each report the same field: the first one says enough
+            continue
+        seen.add(where)
         param = param or where or None
         parts.append(f"{where or 'body'}: {err.get('msg', 'invalid value')}")
     return "; ".join(dict.fromkeys(parts)), param
