@@ -14,9 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "its stage name: base, sft, dpo, rlvr), or NAME=MODEL to choose the served name")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument("--backend", default="auto", choices=("auto", "fast", "hf"),
-                        help="fast: our continuous-batching engine (Llama-family models); hf: HF generate, one "
-                             "request at a time; auto: fast where the model allows it, else hf")
+    parser.add_argument("--backend", default="auto", choices=("auto", "fast", "hf", "vllm"),
+                        help="fast: our continuous-batching engine (Llama-family models, CPU or GPU); hf: HF "
+                             "generate, one request at a time; vllm: vLLM's async engine (GPU, needs vllm); "
+                             "auto: fast where the model allows it, else hf")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (fp32 on CPU)")
     parser.add_argument("--max-batch-size", type=int, default=32,
@@ -49,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
             engines[spec.name] = load_engine(spec, backend=args.backend, device=args.device, dtype=args.dtype,
                                              max_batch_size=args.max_batch_size, max_model_len=args.max_model_len,
                                              kv_cache_gb=args.kv_cache_gb)
-    except ModelSourceError as exc:
+    except (ModelSourceError, ImportError) as exc:
         print(f"tulu serve: error: {exc}")
         for e in engines.values():
             e.close()
@@ -58,7 +59,9 @@ def main(args: argparse.Namespace) -> int:
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     for name, e in engines.items():
         st = e.stats()
-        batching = f"continuous batching, {st['slots']} slots" if e.continuous_batching else "one request at a time"
+        batching = "one request at a time"
+        if e.continuous_batching:
+            batching = f"continuous batching, {st['slots']} slots" if "slots" in st else "continuous batching"
         print(f"serving {name:<12} {st['backend']} backend, {batching}, context {e.max_model_len} tokens")
     print(f"chat page:  {url}/")
     print(f"OpenAI API: {url}/v1  (e.g. OpenAI(base_url=\"{url}/v1\", api_key=\"none\"))", flush=True)

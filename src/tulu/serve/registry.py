@@ -95,7 +95,12 @@ def resolve_specs(args: list[str]) -> list[ModelSpec]:
 def load_engine(spec: ModelSpec, *, backend: str = "auto", device: str | None = None, dtype: str = "auto",
                 max_batch_size: int = 32, max_model_len: int = 2048, kv_cache_gb: float = 4.0):
     """Load one model and wrap it in the engine ``backend`` asks for (``auto``: fast when the model is
-    Llama-family, else HF)."""
+    Llama-family, else HF; ``vllm``: vLLM's async engine, GPU)."""
+    if backend == "vllm":
+        from tulu.serve.vllm_engine import VLLMEngine
+
+        kwargs = {} if dtype == "auto" else {"dtype": dtype}
+        return VLLMEngine(spec.name, spec.path, max_model_len=max_model_len, max_num_seqs=max_batch_size, **kwargs)
     from tulu.models import load_model_and_tokenizer
     from tulu.rollout.llama import supports
     from tulu.serve.engine import FastEngine
