@@ -297,7 +297,7 @@ async def stream_events(engine: Engine, gens: list[GenRequest], results: dict[in
                 events = await asyncio.wait_for(stream.get(), POLL_S)
             except TimeoutError:
                 if request is not None and await request.is_disconnected():
-                    return
+                    raise APIError(499, "the client closed the request", code="client_closed_request")
                 continue
             for ev in events:
                 r = results.setdefault(ev.index, ["", [], None, 0])
