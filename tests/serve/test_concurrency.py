@@ -90,7 +90,9 @@ def test_disconnect_frees_the_slot_at_once(server, http):
     req = urllib.request.Request(server.url + "/v1/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     resp = urllib.request.urlopen(req, timeout=30)
-    resp.readline()  # the first chunk has arrived: the request holds a slot and is decoding
+    line = b""
+    while b'"content": "' not in line or b'"content": ""' in line:  # up to the first generated text
+        line = resp.readline()
     assert stats(http, "alpha")["running_rows"] == 1
     resp.close()
     t0 = time.perf_counter()
@@ -99,3 +101,21 @@ def test_disconnect_frees_the_slot_at_once(server, http):
     assert stats(http, "alpha")["running_rows"] == 0
     assert stats(http, "alpha")["cancelled"] == cancelled + 1
     assert time.perf_counter() - t0 < 2
+
+
+def test_non_streaming_client_that_leaves_is_cancelled(server, http):
+    import socket
+
+    body = json.dumps({"model": "beta", "messages": [{"role": "user", "content": "Go on."}], "max_tokens": 1900,
+                       "temperature": 1.0}).encode()
+    cancelled = stats(http, "beta")["cancelled"]
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    t0 = time.perf_counter()
+    while not stats(http, "beta")["running_rows"] and time.perf_counter() - t0 < 5:
+        time.sleep(0.01)
+    sock.close()
+    while stats(http, "beta")["running_rows"] and time.perf_counter() - t0 < 10:
+        time.sleep(0.02)
+    assert stats(http, "beta")["running_rows"] == 0 and stats(http, "beta")["cancelled"] == cancelled + 1

@@ -117,9 +117,10 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
                            top_logprobs=body.top_logprobs or 0)
         rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = submit(engine, [gen])
         if body.stream:
-            return SSEResponse(engine, [gen], chat_chunks(engine, gen, rid, body.model, include_usage))
-        results = await collect(request, engine, [gen])
+            return SSEResponse(engine, [gen], chat_chunks(engine, gen, stream, rid, body.model, include_usage))
+        results = await collect(request, engine, [gen], stream)
         choices = []
         for j in range(body.n):
             text, lps, finish, _ = results[j]
@@ -130,7 +131,7 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
                 "system_fingerprint": f"tulu-{engine.stats()['backend']}", "choices": choices,
                 "usage": usage([gen], results)}
 
-    async def chat_chunks(engine: Engine, gen: GenRequest, rid: str, model: str,
+    async def chat_chunks(engine: Engine, gen: GenRequest, stream: EventStream, rid: str, model: str,
                           include_usage: bool) -> AsyncIterator[str]:
         created_at = int(time.time())
 
@@ -146,7 +147,7 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
             return {"index": ev.index, "delta": {"content": ev.text} if ev.text else {}, "logprobs": lp,
                     "finish_reason": ev.finish_reason}
 
-        async for piece in relay(engine, [gen], include_usage, chunk, choice):
+        async for piece in relay(engine, [gen], stream, include_usage, chunk, choice):
             yield piece
 
     # ------------------------------------------------------------------ completions
@@ -171,9 +172,10 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
                                      top_logprobs=top, index_base=i * body.n, prompt_param="prompt"))
         rid = f"cmpl-{uuid.uuid4().hex[:24]}"
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = submit(engine, gens)
         if body.stream:
-            return SSEResponse(engine, gens, completion_chunks(engine, gens, rid, body.model, include_usage))
-        results = await collect(request, engine, gens)
+            return SSEResponse(engine, gens, completion_chunks(engine, gens, stream, rid, body.model, include_usage))
+        results = await collect(request, engine, gens, stream)
         choices = []
         for k in range(len(gens) * body.n):
             text, lps, finish, _ = results[k]
@@ -182,7 +184,7 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
         return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": body.model,
                 "choices": choices, "usage": usage(gens, results)}
 
-    async def completion_chunks(engine: Engine, gens: list[GenRequest], rid: str, model: str,
+    async def completion_chunks(engine: Engine, gens: list[GenRequest], stream: EventStream, rid: str, model: str,
                                 include_usage: bool) -> AsyncIterator[str]:
         created_at = int(time.time())
 
@@ -194,7 +196,7 @@ def create_app(engines: dict[str, Engine], *, sources: dict[str, str] | None = N
             lp = completion_logprobs(engine, ev.logprobs) if gens[0].logprobs else None
             return {"index": ev.index, "text": ev.text, "logprobs": lp, "finish_reason": ev.finish_reason}
 
-        async for piece in relay(engine, gens, include_usage, chunk, choice):
+        async for piece in relay(engine, gens, stream, include_usage, chunk, choice):
             yield piece
 
     return app
@@ -205,13 +207,14 @@ def sse(objs: list[dict]) -> str:
     return "".join(f"data: {json.dumps(o, ensure_ascii=False)}\n\n" for o in objs)
 
 
-async def relay(engine: Engine, gens: list[GenRequest], include_usage: bool, chunk, choice) -> AsyncIterator[str]:
+async def relay(engine: Engine, gens: list[GenRequest], stream: EventStream, include_usage: bool, chunk,
+                choice) -> AsyncIterator[str]:
     """The SSE body after the first chunk: one chunk per event (those of one engine step in one write),
     usage on the last chunk (or, with ``stream_options.include_usage``, in a final chunk with no
     choices, as OpenAI sends it), then ``data: [DONE]``."""
     total = sum(g.n for g in gens)
     results: dict[int, list] = {}
-    async for events in stream_events(engine, gens, results):
+    async for events in stream_events(engine, gens, stream, results):
         err = next((ev.error for ev in events if ev.error), None)
         if err:
             yield sse([error_body(f"generation failed: {err}", type="server_error")])
@@ -284,20 +287,24 @@ def submit(engine: Engine, gens: list[GenRequest]) -> EventStream:
     return stream
 
 
-async def stream_events(engine: Engine, gens: list[GenRequest], results: dict[int, list],
+async def stream_events(engine: Engine, gens: list[GenRequest], stream: EventStream, results: dict[int, list],
                         request: Request | None = None) -> AsyncIterator[list[Event]]:
-    """Submit ``gens`` and yield their events as they come, keeping per-choice totals in ``results``
+    """Yield the events of the submitted ``gens`` as they come, keeping per-choice totals in ``results``
     (index -> [text, logprobs, finish_reason, completion_tokens]). Cancels them on any early exit."""
     total = sum(g.n for g in gens)
-    stream = submit(engine, gens)
     done = 0
+    checked = time.monotonic()
     try:
         while done < total:
             try:
                 events = await asyncio.wait_for(stream.get(), POLL_S)
             except TimeoutError:
-                if request is not None and await request.is_disconnected():
+                events = []
+            if request is not None and time.monotonic() - checked >= POLL_S:
+                checked = time.monotonic()
+                if await request.is_disconnected():
                     raise APIError(499, "the client closed the request", code="client_closed_request")
+            if not events:
                 continue
             for ev in events:
                 r = results.setdefault(ev.index, ["", [], None, 0])
@@ -314,9 +321,9 @@ async def stream_events(engine: Engine, gens: list[GenRequest], results: dict[in
                 engine.cancel(g)
 
 
-async def collect(request: Request, engine: Engine, gens: list[GenRequest]) -> dict[int, list]:
+async def collect(request: Request, engine: Engine, gens: list[GenRequest], stream: EventStream) -> dict[int, list]:
     results: dict[int, list] = {}
-    async for events in stream_events(engine, gens, results, request):
+    async for events in stream_events(engine, gens, stream, results, request):
         err = next((ev.error for ev in events if ev.error), None)
         if err:
             raise APIError(500, f"generation failed: {err}", type="server_error")

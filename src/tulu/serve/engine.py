@@ -7,8 +7,10 @@ cache ``[layers, 2, slots, kv_heads, max_len, dim]`` (rows ``0..B-1`` are the ru
 2. drops the rows of cancelled requests at once (a client that disconnects frees its slots before the
    next decode step);
 3. while rows are free, prefills waiting prompts, several packed into one call within ``prefill_tokens``
-   (:meth:`FastLlama.prefill`), and admits their samples: a prompt is computed once for its ``n``
-   choices, each choice copies its keys/values into a free row and draws its first token;
+   (:meth:`FastLlama.prefill`; one such call per decode step while other rows are running, so a burst of
+   arrivals delays the running streams by one call at a time), and admits their choices: a prompt is
+   computed once for its ``n`` choices, each choice copies its keys/values into a free row and draws its
+   first token;
 4. runs one decode step for every running row (:meth:`FastLlama.decode`), samples each row with its own
    request's temperature / top-p / generator, detokenizes incrementally, applies stop tokens and stop
    strings, and hands the new text to the request's asyncio queue with ``loop.call_soon_threadsafe``;
@@ -180,7 +182,7 @@ class FastEngine(Engine):
     continuous_batching = True
 
     def __init__(self, name: str, model, tokenizer, *, max_batch_size: int = 32, max_model_len: int = 2048,
-                 kv_cache_gb: float = 4.0, prefill_tokens: int = 2048, device: str | None = None,
+                 kv_cache_gb: float = 4.0, prefill_tokens: int = 512, device: str | None = None,
                  compiled: bool | None = None):
         from tulu.rollout.llama import FastLlama
 
@@ -279,9 +281,17 @@ class FastEngine(Engine):
     # ------------------------------------------------------------------ admission
     def _admit(self) -> None:
         events: dict[int, tuple[GenRequest, list[Event]]] = {}
+        packs = 0
         while len(self.rows) < self.slots and (self.prefilled or self.waiting):
             if not self.prefilled:
+                # one prefill call per decode step while rows are running, so a burst of arrivals does not
+                # stall the running streams for the whole burst's prefill; first tokens go out per call
+                if packs and self.rows:
+                    break
+                self._flush(events)
+                events = {}
                 self._prefill(self.slots - len(self.rows))
+                packs += 1
                 continue
             pre = self.prefilled[0]
             req, j = pre.req, pre.next_choice
