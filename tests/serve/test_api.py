@@ -19,16 +19,20 @@ def test_models_and_health(client, http):
     status, body = http.get("/health")
     assert status == 200 and body["status"] == "ok"
     assert body["models"]["alpha"]["backend"] == "fast" and body["models"]["alpha"]["continuous_batching"]
+    assert body["models"]["alpha"]["cached_head_tokens"] > 8  # SmolLM2's template: default system prompt + header
 
 
 def test_seeded_chat_equals_fast_backend_and_repeats(client, tiny_models, tokenizer):
-    """n samples with a seed: the same texts, tokens counts and log-probs as FastBackend.generate of the same
+    """n samples with a seed: the same texts, token counts and log-probs as FastBackend.generate of the same
     prompt with the same seed, the same again on a second call, and usage counts that add up."""
     kw = {"model": "alpha", "messages": Q, "max_tokens": 12, "temperature": 1.0, "top_p": 0.9, "seed": 7, "n": 3, "logprobs": True}
     first = client.chat.completions.create(**kw)
     again = client.chat.completions.create(**kw)
+    # with a second prompt, the fast backend prefills the chat template's start once and the rest after it,
+    # which is what the server does for every prompt that begins with that start
+    other = [{"role": "user", "content": "Zzz"}]
     ref = FastBackend(tiny_models["alpha"], tokenizer).generate(
-        [Q], SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=7))[0].completions
+        [Q, other], SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=7))[0].completions
     assert [c.message.content for c in first.choices] == [c.text for c in ref]
     assert [c.message.content for c in again.choices] == [c.text for c in ref]
     assert len({c.text for c in ref}) > 1  # the three samples differ

@@ -6,7 +6,8 @@ cache ``[layers, 2, slots, kv_heads, max_len, dim]`` (rows ``0..B-1`` are the ru
 1. takes new requests and cancellations off a thread-safe queue (blocking only when idle);
 2. drops the rows of cancelled requests at once (a client that disconnects frees its slots before the
    next decode step);
-3. while rows are free, prefills waiting prompts, several packed into one call within ``prefill_tokens``
+3. while rows are free, prefills waiting prompts after the chat template's fixed start (its default system
+   prompt and user header, computed once at start-up and copied into each row), several packed into one call within ``prefill_tokens``
    (:meth:`FastLlama.prefill`; one such call per decode step while other rows are running, so a burst of
    arrivals delays the running streams by one call at a time), and admits their choices: a prompt is
    computed once for its ``n`` choices, each choice copies its keys/values into a free row and draws its
@@ -43,6 +44,8 @@ from tulu.rollout import sampling
 from tulu.rollout.common import encode_prompt, find_stop, sample_seed, stop_token_ids
 
 log = logging.getLogger(__name__)
+
+MIN_HEAD_TOKENS = 8  # a shorter chat-template head is not worth its own keys/values
 
 
 @dataclass
@@ -147,8 +150,9 @@ class _Prefill:
     """A prefilled prompt whose choices wait for free rows."""
 
     req: GenRequest
-    kv: torch.Tensor  # [layers, 2, kv_heads, prompt_len, dim]
+    kv: torch.Tensor  # [layers, 2, kv_heads, prompt_len - start, dim]
     logits: torch.Tensor  # [vocab] at the last prompt token
+    start: int = 0  # tokens of the cached chat-template head this prompt begins with (0: none)
     next_choice: int = 0
 
 
@@ -197,6 +201,7 @@ class FastEngine(Engine):
         self.prefill_tokens = prefill_tokens
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None), _NoExtraStops)
         self.cache = self.eng.new_cache(self.slots, self.max_model_len)
+        self.head, self.head_kv = self._template_head()
         self.inbox: queue.SimpleQueue[GenRequest | None] = queue.SimpleQueue()
         self.waiting: deque[GenRequest] = deque()
         self.prefilled: deque[_Prefill] = deque()
@@ -220,7 +225,7 @@ class FastEngine(Engine):
         return {"backend": "fast", "continuous_batching": True, "slots": self.slots,
                 "max_model_len": self.max_model_len, "running_rows": len(self.rows),
                 "waiting_requests": len(self.waiting) + len(self.prefilled), "compiled_kernels": self.eng.compiled,
-                **self.counters}
+                "cached_head_tokens": len(self.head), **self.counters}
 
     def close(self) -> None:
         self._closing = True
@@ -304,7 +309,9 @@ class FastEngine(Engine):
                 gen.manual_seed(sample_seed(req.seed, 0, j) if req.seed is not None else random.getrandbits(62))
             row = _Row(req, j, gen, max_new=min(req.max_tokens, self.max_model_len - len(req.prompt_ids)))
             slot = len(self.rows)
-            self.cache[:, :, slot, :, :len(req.prompt_ids)] = pre.kv
+            if pre.start:
+                self.cache[:, :, slot, :, :pre.start] = self.head_kv
+            self.cache[:, :, slot, :, pre.start:len(req.prompt_ids)] = pre.kv
             self.rows.append(row)
             self._sample([row], pre.logits[None], events)
             if row.finish is not None:
@@ -312,22 +319,46 @@ class FastEngine(Engine):
         self.counters["peak_rows"] = max(self.counters["peak_rows"], len(self.rows))
         self._flush(events)
 
+    def _template_head(self) -> tuple[list[int], torch.Tensor | None]:
+        """The chat template's fixed start (e.g. its default system prompt and the user header), prefilled
+        once: the tokens two different one-message conversations share. Prompts that begin with it (and go
+        on past it) prefill only the rest, attending to these keys/values, exactly as the fast backend
+        prefills a prefix shared by a batch. Whether a prompt uses it depends only on the prompt, never on
+        what else is queued, so batching still does not change answers."""
+        try:
+            a, b = (self.encode_chat([{"role": "user", "content": c}]) for c in ("Alpha?", "Zulu!"))
+        except Exception:  # noqa: BLE001 - no chat template: no head to cache
+            return [], None
+        n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if n < MIN_HEAD_TOKENS:
+            return [], None
+        kv = self.eng.prefill([a[:n]])[1]  # [layers, 2, n, kv_heads, dim]
+        return a[:n], kv.permute(0, 1, 3, 2, 4).contiguous()
+
+    def _start(self, ids: list[int]) -> int:
+        h = len(self.head)
+        return h if h and len(ids) > h and ids[:h] == self.head else 0
+
     def _prefill(self, free: int) -> None:
         """Prefill waiting prompts packed together: enough choices for ``free`` rows, within the token
-        budget (always at least one prompt)."""
+        budget (always at least one prompt). Prompts that begin with the template head are packed apart
+        from the others and computed after it."""
         batch: list[GenRequest] = []
         tokens = choices = 0
-        while self.waiting and (not batch or (choices < free and tokens + len(self.waiting[0].prompt_ids)
+        start = self._start(self.waiting[0].prompt_ids)
+        while self.waiting and (not batch or (choices < free and self._start(self.waiting[0].prompt_ids) == start
+                                              and tokens + len(self.waiting[0].prompt_ids) - start
                                               <= self.prefill_tokens)):
             req = self.waiting.popleft()
             batch.append(req)
-            tokens += len(req.prompt_ids)
+            tokens += len(req.prompt_ids) - start
             choices += req.n
-        logits, kv = self.eng.prefill([r.prompt_ids for r in batch])
+        past = self.head_kv.permute(0, 1, 3, 2, 4) if start else None
+        logits, kv = self.eng.prefill([r.prompt_ids[start:] for r in batch], past=past)
         off = 0
         for j, req in enumerate(batch):
-            p = len(req.prompt_ids)
-            self.prefilled.append(_Prefill(req, kv[:, :, off:off + p].permute(0, 1, 3, 2, 4), logits[j]))
+            p = len(req.prompt_ids) - start
+            self.prefilled.append(_Prefill(req, kv[:, :, off:off + p].permute(0, 1, 3, 2, 4), logits[j], start))
             off += p
 
     # ------------------------------------------------------------------ decoding
