@@ -156,7 +156,7 @@ def test_chat_page_with_embedded_model_screenshot(embedded, tmp_path):
 
     model, tok = embedded
     engine = FastEngine("embedded", model, tok, max_batch_size=4, max_model_len=1024)
-    driver = start_browser(1280, 760)
+    driver = start_browser(1280, 900)
     try:
         with ServerThread(create_app({"embedded": engine})) as srv:
             from selenium.webdriver.common.by import By
@@ -171,6 +171,8 @@ def test_chat_page_with_embedded_model_screenshot(embedded, tmp_path):
             wait_for(driver, idle, timeout=300, poll=0.2, what="both answers")
             texts = assistant_texts(driver)
             assert all(t and t.strip() for t in texts)
+            driver.find_element(By.CSS_SELECTOR, "#settings summary").click()  # fold the settings away
+            driver.execute_script("document.querySelectorAll('.messages').forEach(m => { m.scrollTop = 0; })")
             path = tmp_path / "serve.png"
             driver.save_screenshot(str(path))
             if os.environ.get("TULU_SCREENSHOT"):
