@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.tulu-installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-slow test-all bench lint clean
+.PHONY: setup browser demo test test-slow test-all bench lint clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,22 @@ $(STAMP): pyproject.toml Makefile
 	-@$(BIN)/python -m tulu.rollout.kernels
 	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The chat page's browser test (tests/serve/test_browser.py) drives Debian's chromium + chromium-driver
+# through selenium; playwright's own browser download does not work offline. Installed once, as root.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium + chromium-driver (apt-get) for the browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q || echo "warning: apt-get update failed; trying the install with the current lists"; \
+	  apt-get install -y -q chromium chromium-driver \
+	    || { echo "error: apt-get install chromium chromium-driver failed"; exit 1; }; \
+	else \
+	  echo "warning: /usr/bin/chromium or /usr/bin/chromedriver is missing and this is not a root Debian shell:"; \
+	  echo "  install the packages chromium and chromium-driver, or tests/serve/test_browser.py will fail"; \
+	fi
 
 demo: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/tulu pipeline recipes/embedded_cpu.yaml
