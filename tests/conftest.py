@@ -42,7 +42,8 @@ def embedded():
     return load_model_and_tokenizer("embedded", dtype="float32", device="cpu")
 
 
-def require_kernels() -> None:
+@pytest.fixture()
+def compiled_kernels() -> None:
     """Tests of the compiled decode step. Where a C++ compiler exists (and always in CI, where `make setup`
     installs one) a kernel that does not build is a FAILURE with the compiler's message, never a silent skip.
     Only a machine without any compiler skips them (generation then runs its Python step)."""
@@ -60,7 +61,3 @@ def require_kernels() -> None:
         pytest.fail(f"the compiled decode step failed to build: {exc}")
     pytest.fail("the compiled decode step built but did not load (see the warning in the log)")
 
-
-@pytest.fixture()
-def compiled_kernels():
-    require_kernels()
