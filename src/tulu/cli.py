@@ -30,13 +30,13 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "pipeline": Command("tulu.pipeline", "recipe",
-                        "Run the whole recipe (decontam -> SFT -> DPO -> eval -> report) from one YAML file."),
+                        "Run the whole recipe (decontam -> SFT -> DPO -> RLVR -> eval -> report) from one YAML file."),
     "sft": Command("tulu.train.sft", "recipe", "Supervised finetuning on chat data (Tulu 3 stage 1).", "#4"),
     "dpo": Command("tulu.train.dpo", "recipe",
                    "Preference tuning: DPO, length-normalized DPO, SimPO, IPO, WPO (Tulu 3 stage 2).", "#6"),
     "rm": Command("tulu.train.rm", "recipe", "Train a Bradley-Terry reward model.", "#6"),
     "rlvr": Command("tulu.train.rlvr", "recipe",
-                    "RL with verifiable rewards: PPO as in Tulu 3, and GRPO (Tulu 3 stage 3).", "not yet filed"),
+                    "RL with verifiable rewards: PPO as in Tulu 3, GRPO, Dr. GRPO, DAPO (Tulu 3 stage 3)."),
     "decontam": Command("tulu.decontam.cli", "flags",
                         "Find and remove benchmark test items in training data (8-gram overlap).", "#8"),
     "eval": Command("tulu.eval_cli", "flags", "Evaluate a model on the Tulu 3 dev / unseen suites.", "#7"),
@@ -44,7 +44,8 @@ COMMANDS: dict[str, Command] = {
     "data": Command("tulu.data.cli", "flags", "Validate, convert, inspect and tokenize chat datasets."),
     "model": Command("tulu.model_cli", "flags", "Prepare the embedded model, show model info, chat once."),
     "report": Command("tulu.report.cli", "flags", "Build the HTML/markdown report from eval results.", "#7"),
-    "serve": Command("tulu.serve.cli", "flags", "OpenAI-compatible server and chat page (demo).", "not yet filed"),
+    "serve": Command("tulu.serve.cli", "flags",
+                     "OpenAI-compatible server and a chat page for trained models (side by side)."),
 }
 
 

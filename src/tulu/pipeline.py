@@ -301,6 +301,7 @@ class Pipeline:
         rep = s.get("report") or {}
         if rep.get("html"):
             print(f"\nreport: {rep['html']}")
+        print(f"\nchat with the models: tulu serve {self.root}")
 
 
 def run(cfg: PipelineConfig) -> int:
