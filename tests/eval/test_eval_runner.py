@@ -14,7 +14,7 @@ def _gsm8k_oracle(items):
     gold = {it.prompt.strip(): it.answer for it in items}
 
     def respond(messages, s):
-        q = messages[-1]["content"].removeprefix("Question: ").strip()
+        q = messages[-1]["content"].removeprefix("Question: ").removesuffix("\nAnswer:").strip()
         return f"The answer is {gold[q]}." if len(q) % 2 == 0 else "The answer is -1."
     return respond
 
@@ -111,8 +111,12 @@ def test_cli_list(capsys):
     assert "gsm8k" in out and "unavailable" in out
 
 
-def test_tiny_model_through_hf_generate(tmp_path, tiny_backend):
+def test_tiny_model_through_hf_generate(tmp_path, tiny):
     import dataclasses
+
+    from tulu.rollout import get_backend
+
+    tiny_backend = get_backend("hf", *tiny, batch_size=4)
 
     tasks = []
     for name in ("ifeval", "mmlu_mc"):

@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -350,20 +351,27 @@ def parse_alpaca_eval(rows: list[dict]) -> list[BenchmarkItem]:
             for i, r in enumerate(rows)]
 
 
-def parse_gpqa(rows: list[dict], seed: int = 0) -> list[BenchmarkItem]:
-    """Options shuffled with a per-question RNG seeded by the record id, so the order is stable everywhere."""
+def gpqa_clean(text: str | None) -> str:
+    """OLMES's GPQA text clean-up: strip, " [title]" -> ". ", bracketed spans removed, double spaces halved."""
+    if text is None:
+        return " "
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
+
+
+def parse_gpqa(rows: list[dict], seed: int = 111) -> list[BenchmarkItem]:
+    """Options shuffled as OLMES shuffles them: ``random.Random(seed + row index)`` over (incorrect 1,
+    incorrect 2, incorrect 3, correct), all passed through :func:`gpqa_clean`."""
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
         rid = r["Record ID"]
-        opts = [r["Correct Answer"], r["Incorrect Answer 1"], r["Incorrect Answer 2"], r["Incorrect Answer 3"]]
-        opts = [o.strip() for o in opts]
-        order = list(range(4))
-        random.Random(f"{seed}:{rid}").shuffle(order)
-        choices = [opts[i] for i in order]
-        gold = letters(4)[order.index(0)]
+        correct = gpqa_clean(r["Correct Answer"])
+        choices = [gpqa_clean(r[f"Incorrect Answer {k}"]) for k in (1, 2, 3)] + [correct]
+        random.Random(seed + i).shuffle(choices)
+        gold = letters(4)[choices.index(correct)]
         question = r["Question"].strip()
         out.append(BenchmarkItem(id=rid, prompt=format_choices(question, choices), answer=gold,
-                                 meta={"question": question, "choices": choices, "correct": opts[0],
+                                 meta={"question": r["Question"], "choices": choices, "correct": correct, "index": i,
                                        "domain": r.get("High-level domain"), "subdomain": r.get("Subdomain")}))
     return out
 

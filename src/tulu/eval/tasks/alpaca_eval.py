@@ -108,6 +108,9 @@ class AlpacaEval(Task):
     benchmark = "alpaca_eval"
     suite = "dev"
     headline = "lc_win_rate"
+    olmes = "alpaca_eval_v2::tulu"
+    stand_in = ("our judge prompt and a length control without AlpacaEval 2's per-instruction term, not the "
+                "alpaca-eval package's weighted GPT-4-turbo annotator and GLM: not comparable with the published number")
     description = "AlpacaEval 2 (805), chat, greedy; judged pairwise against the shipped reference answers; LC win rate"
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
     judge: Judge | None = None
