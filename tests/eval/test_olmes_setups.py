@@ -66,7 +66,7 @@ def test_gsm8k_tulu():
     t = get_task("gsm8k")
     it = t.load()[0]
     msgs = t.messages(it)
-    q0, a0 = fewshot.gsm8k_cot()[0]
+    q0 = fewshot.gsm8k_cot()[0][0]
     assert msgs[0] == {"role": "user", "content": f"Question: {q0}\nAnswer:"}
     assert msgs[1] == {"role": "assistant", "content": "There are 15 trees originally. Then there were 21 trees after "
                        "some more were planted. So there must have been 21 - 15 = 6. So the answer is 6."}
