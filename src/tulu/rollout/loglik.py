@@ -94,55 +94,62 @@ def _check_length(pairs: list[tuple[list[int], list[int]]], max_positions: int |
                              f"is {max_positions}")
 
 
+def _unique_inputs(pairs: list[tuple[list[int], list[int]]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct model inputs ``context + continuation[:-1]`` (the last token is never an input) and, per
+    request, the index of its input: the options of a multiple-choice question with one-token answers
+    (" A".." D") share one forward pass."""
+    index: dict[tuple[int, ...], int] = {}
+    which = []
+    for ctx, cont in pairs:
+        which.append(index.setdefault(tuple(ctx + cont[:-1]), len(index)))
+    return [list(k) for k in index], which
+
+
 @torch.inference_mode()
 def hf_loglikelihood(model, pairs: list[tuple[list[int], list[int]]], *, batch_size: int = 8,
                      pad_id: int = 0) -> list[LoglikOutput]:
-    """Teacher-forced forward passes of a transformers causal LM, ``batch_size`` sequences at a time
+    """Teacher-forced forward passes of a transformers causal LM, ``batch_size`` distinct inputs at a time
     (right-padded, so positions need no shifting)."""
     _check_length(pairs, getattr(model.config, "max_position_embeddings", None))
     device = next(model.parameters()).device
-    outs: list[LoglikOutput] = []
-    for start in range(0, len(pairs), max(1, batch_size)):
-        chunk = pairs[start:start + batch_size]
-        seqs = [(ctx + cont)[:-1] for ctx, cont in chunk]  # the last token is never an input
-        width = max(len(s) for s in seqs)
-        ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+    seqs, which = _unique_inputs(pairs)
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(seqs), max(1, batch_size)):
+        chunk = seqs[start:start + batch_size]
+        width = max(len(s) for s in chunk)
+        ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in chunk], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in chunk], device=device)
         logits = model(input_ids=ids, attention_mask=mask).logits
-        for row, (ctx, cont) in zip(logits, chunk):
-            outs.append(score_continuation(row, len(ctx), cont))
-    return outs
+        rows += [logits[j, :len(s)] for j, s in enumerate(chunk)]
+    return [score_continuation(rows[w], len(ctx), cont) for w, (ctx, cont) in zip(which, pairs)]
 
 
 def fast_loglikelihood(engine, pairs: list[tuple[list[int], list[int]]], *,
                        max_tokens: int = 2048) -> list[LoglikOutput]:
-    """The same through the fast backend's engine (:class:`tulu.rollout.llama.FastLlama`): sequences are
-    packed into prefill calls of up to ``max_tokens`` tokens with causal attention within each, and the
-    logits of every position are kept."""
+    """The same through the fast backend's engine (:class:`tulu.rollout.llama.FastLlama`): the distinct
+    inputs are packed into prefill calls of up to ``max_tokens`` tokens with causal attention within each,
+    and the logits of every position are kept."""
     _check_length(pairs, getattr(engine, "max_positions", None))
-    outs: list[LoglikOutput | None] = [None] * len(pairs)
-    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    seqs, which = _unique_inputs(pairs)
+    rows: list[torch.Tensor | None] = [None] * len(seqs)
     batch: list[int] = []
     used = 0
 
     def flush() -> None:
         nonlocal batch, used
-        if not batch:
-            return
-        seqs = [(pairs[i][0] + pairs[i][1])[:-1] for i in batch]
-        logits, _ = engine.prefill(seqs, all_logits=True)
-        for i, rows in zip(batch, logits.split([len(s) for s in seqs])):
-            outs[i] = score_continuation(rows, len(pairs[i][0]), pairs[i][1])
+        if batch:
+            logits, _ = engine.prefill([seqs[i] for i in batch], all_logits=True)
+            for i, r in zip(batch, logits.split([len(seqs[i]) for i in batch])):
+                rows[i] = r
         batch, used = [], 0
 
-    for i in order:
-        n = len(pairs[i][0]) + len(pairs[i][1]) - 1
-        if batch and used + n > max_tokens:
+    for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):
+        if batch and used + len(seqs[i]) > max_tokens:
             flush()
         batch.append(i)
-        used += n
+        used += len(seqs[i])
     flush()
-    return [o for o in outs if o is not None]
+    return [score_continuation(rows[w], len(ctx), cont) for w, (ctx, cont) in zip(which, pairs)]
 
 
 def vllm_prompt_logprobs_kwargs() -> dict:
