@@ -143,3 +143,49 @@ def test_limit_takes_subjects_round_robin_and_extends():
     assert [it.id for it in limit_items(hub, 3)] == ["x/0", "y/0", "x/1"]
     plain = [BenchmarkItem(id=str(i), prompt="p", answer="a") for i in range(5)]
     assert limit_items(plain, 2) == plain[:2]
+
+
+def test_averages_name_every_task_left_out_and_every_stand_in(tmp_path, scripted):
+    tasks = [get_task(n) for n in ("gpqa", "ifbench", "mmlu_pro")]
+    res = evaluate(tasks, scripted(lambda m, s: "Therefore, the answer is (A)."), model="m", output=tmp_path, limit=2)
+    av = res["averages"]["unseen"]
+    assert av["tasks"] == ["gpqa", "ifbench"]
+    assert set(av["missing"]) == {"agieval", "mmlu_pro", "deepmind_math", "bigcodebench_hard", "href"}
+    assert "hub" in av["missing"]["mmlu_pro"] and "not run" in av["missing"]["agieval"]
+    assert "not implemented" in av["missing"]["href"]
+    assert set(av["not_comparable"]) == {"gpqa", "ifbench"} and "448" in av["not_comparable"]["gpqa"]
+    assert av["comparable_with_published"] is False
+    t = res["tasks"]["gpqa"]
+    assert t["olmes"] == "gpqa:0shot_cot::tulu3" and "not comparable" in t["not_comparable"]
+
+
+def test_loglikelihood_task_skips_on_a_generation_only_backend(tmp_path, scripted):
+    res = evaluate([get_task("mmlu_mc")], scripted(lambda m, s: "A"), model="m", output=tmp_path, limit=2)
+    assert "log-likelihood" in res["tasks"]["mmlu_mc"]["skipped"]
+
+
+def test_loglikelihood_task_runs_and_caches(tmp_path, tiny):
+    from tulu.rollout import get_backend
+    from tulu.rollout.base import GenerationBackend
+
+    class Counting(GenerationBackend):
+        name = "hf-counting"
+
+        def __init__(self, inner):
+            self.inner, self.requests = inner, 0
+
+        def generate(self, prompts, params, *, progress=False):
+            raise AssertionError("a log-likelihood task must not generate")
+
+        def loglikelihood(self, requests):
+            self.requests += len(requests)
+            return self.inner.loglikelihood(requests)
+
+    be = Counting(get_backend("hf", *tiny, batch_size=8))
+    res = evaluate([get_task("mmlu_mc")], be, model="tiny", output=tmp_path, limit=3, batch_size=2)
+    t = res["tasks"]["mmlu_mc"]
+    assert t["n"] == 3 and be.requests == 12 and 0 <= t["metrics"]["accuracy"]["value"] <= 100
+    assert t["settings"]["request_type"] == "loglikelihood"
+    be2 = Counting(get_backend("hf", *tiny))
+    again = evaluate([get_task("mmlu_mc")], be2, model="tiny", output=tmp_path, limit=3)
+    assert be2.requests == 0 and again["tasks"]["mmlu_mc"]["metrics"] == t["metrics"]
