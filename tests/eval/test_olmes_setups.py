@@ -229,3 +229,8 @@ def test_olmes_choice_extraction_fallbacks():
     assert extract_choice_olmes("I pick B", fmt) == ("B", 0.0)
     assert extract_choice_olmes("none", fmt) == ("", 0.0)
     assert mc2_score([0.0], [0.0]) == pytest.approx(0.5)
+
+
+def test_macro_stderr_of_one_item_groups_borrows_the_pooled_variance():
+    mac, se = macro_mean_stderr({"a": [1.0], "b": [0.0], "c": [1.0], "d": [0.0]})
+    assert mac == 0.5 and se == pytest.approx((4 * (1 / 3)) ** 0.5 / 4)  # pooled var 1/3 per group

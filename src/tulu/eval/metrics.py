@@ -22,13 +22,22 @@ def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
 
 
 def macro_mean_stderr(groups: dict[str, Sequence[float]]) -> tuple[float, float]:
-    """Unweighted mean over groups of the per-group means; the error combines the group errors
-    (independent groups: sqrt(sum se_g^2) / G)."""
-    stats = [mean_stderr(v) for v in groups.values() if len(v)]
-    if not stats:
+    """Unweighted mean over groups of the per-group means (OLMES's "macro" aggregation); the error
+    combines the group errors (independent groups: sqrt(sum se_g^2) / G). A group of one item has no
+    variance estimate of its own: it borrows the variance of all items pooled (a limited run of MMLU has
+    one or two items per subject, and a standard error of 0 would be wrong)."""
+    groups = {k: list(v) for k, v in groups.items() if len(v)}
+    if not groups:
         return float("nan"), float("nan")
-    g = len(stats)
-    return sum(m for m, _ in stats) / g, math.sqrt(sum(se * se for _, se in stats)) / g
+    pooled = [x for v in groups.values() for x in v]
+    pooled_var = float(np.var(pooled, ddof=1)) if len(pooled) > 1 else 0.0
+    means, variances = [], []
+    for v in groups.values():
+        m, se = mean_stderr(v)
+        means.append(m)
+        variances.append(se * se if len(v) > 1 else pooled_var)
+    g = len(means)
+    return sum(means) / g, math.sqrt(sum(variances)) / g
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
