@@ -234,3 +234,22 @@ def test_olmes_choice_extraction_fallbacks():
 def test_macro_stderr_of_one_item_groups_borrows_the_pooled_variance():
     mac, se = macro_mean_stderr({"a": [1.0], "b": [0.0], "c": [1.0], "d": [0.0]})
     assert mac == 0.5 and se == pytest.approx((4 * (1 / 3)) ** 0.5 / 4)  # pooled var 1/3 per group
+
+
+def test_gpqa_uses_the_main_set_when_the_hub_has_it(monkeypatch):
+    from tulu.data import benchmarks_hub
+    from tulu.eval.tasks import gpqa as gpqa_mod
+
+    row = {"Record ID": "rec1", "Question": "Which? [ref]", "Correct Answer": "right", "Incorrect Answer 1": "w1",
+           "Incorrect Answer 2": "w2 [title] x", "Incorrect Answer 3": "w3"}
+    item = BenchmarkItem(**benchmarks_hub.gpqa_item(row, "gpqa_main", 0))
+    assert sorted(item.meta["choices"]) == ["right", "w1", "w2. x", "w3"]
+    assert item.meta["choices"]["ABCD".index(item.answer)] == "right"
+    monkeypatch.setattr(gpqa_mod, "unavailable_reason", lambda name: None)
+    monkeypatch.setattr(gpqa_mod, "load_benchmark", lambda name: [item] if name == "gpqa_main" else [])
+    t = get_task("gpqa")
+    assert t.load() == [item] and t.not_comparable() is None
+    offline = get_task("gpqa")
+    monkeypatch.setattr(gpqa_mod, "unavailable_reason", lambda name: "offline")
+    monkeypatch.setattr(gpqa_mod, "load_benchmark", lambda name: ["diamond"] if name == "gpqa_diamond" else [])
+    assert offline.load() == ["diamond"] and "448" in offline.not_comparable()

@@ -25,12 +25,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import random
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tulu.data import benchmarks_hub as _hub
 
@@ -351,29 +350,9 @@ def parse_alpaca_eval(rows: list[dict]) -> list[BenchmarkItem]:
             for i, r in enumerate(rows)]
 
 
-def gpqa_clean(text: str | None) -> str:
-    """OLMES's GPQA text clean-up: strip, " [title]" -> ". ", bracketed spans removed, double spaces halved."""
-    if text is None:
-        return " "
-    text = text.strip().replace(" [title]", ". ")
-    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
-
-
 def parse_gpqa(rows: list[dict], seed: int = 111) -> list[BenchmarkItem]:
-    """Options shuffled as OLMES shuffles them: ``random.Random(seed + row index)`` over (incorrect 1,
-    incorrect 2, incorrect 3, correct), all passed through :func:`gpqa_clean`."""
-    out = []
-    for i, r in enumerate(rows):
-        rid = r["Record ID"]
-        correct = gpqa_clean(r["Correct Answer"])
-        choices = [gpqa_clean(r[f"Incorrect Answer {k}"]) for k in (1, 2, 3)] + [correct]
-        random.Random(seed + i).shuffle(choices)
-        gold = letters(4)[choices.index(correct)]
-        question = r["Question"].strip()
-        out.append(BenchmarkItem(id=rid, prompt=format_choices(question, choices), answer=gold,
-                                 meta={"question": r["Question"], "choices": choices, "correct": correct, "index": i,
-                                       "domain": r.get("High-level domain"), "subdomain": r.get("Subdomain")}))
-    return out
+    """Options shuffled as OLMES shuffles them (see :func:`tulu.data.benchmarks_hub.gpqa_item`)."""
+    return [BenchmarkItem(**_hub.gpqa_item(r, "", i, seed)) for i, r in enumerate(rows)]
 
 
 def parse_mmlu(rows: list[dict], subject: str) -> list[BenchmarkItem]:
@@ -465,7 +444,12 @@ def load_benchmark(name: str, split: str = "test") -> list[BenchmarkItem]:
     if name in HUB_ONLY_BENCHMARKS:
         if not hub_allowed():
             raise BenchmarkUnavailable(_hub.unavailable_reason(name))
-        return [BenchmarkItem(**d) for d in _hub.load_hub(name, split)]
+        try:
+            rows = _hub.load_hub(name, split)
+        except Exception as exc:  # network, a gated dataset without a token, a renamed config...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BenchmarkUnavailable(f"{name}: loading from the hub failed: {first}") from exc
+        return [BenchmarkItem(**d) for d in rows]
     if name not in _LOADERS:
         raise BenchmarkUnavailable(f"unknown benchmark {name!r}; known: {', '.join(ALL_BENCHMARKS)}")
     if split not in _SPLITS.get(name, ("test",)):

@@ -173,6 +173,7 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
         log.warning("skipping %s: %s", task.name, reason)
         entry["skipped"] = reason
         return entry
+    entry["not_comparable"] = task.not_comparable()  # may depend on the item set the load found
     if limit is not None:
         items = limit_items(items, limit)
     t0 = time.time()
