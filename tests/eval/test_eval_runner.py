@@ -189,3 +189,15 @@ def test_loglikelihood_task_runs_and_caches(tmp_path, tiny):
     be2 = Counting(get_backend("hf", *tiny))
     again = evaluate([get_task("mmlu_mc")], be2, model="tiny", output=tmp_path, limit=3)
     assert be2.requests == 0 and again["tasks"]["mmlu_mc"]["metrics"] == t["metrics"]
+
+
+def test_alpaca_eval_names_the_judge_that_ran(tmp_path, scripted):
+    from tulu.eval.tasks.alpaca_eval import LocalJudge
+
+    judge_backend = scripted(lambda m, s: "a")
+    t = get_task("alpaca_eval", judge=LocalJudge(judge_backend))
+    res = evaluate([t], scripted(lambda m, s: "An answer."), model="m", output=tmp_path, limit=3)
+    entry = res["tasks"]["alpaca_eval"]
+    assert entry["judge"] == "local model through the scripted backend, our pairwise prompt"
+    assert entry["olmes"] == "alpaca_eval_v2::tulu" and "alpaca-eval package" in entry["not_comparable"]
+    assert entry["metrics"]["win_rate"]["value"] == 50.0  # "a" in both orders: a win, then a loss

@@ -174,6 +174,9 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
         entry["skipped"] = reason
         return entry
     entry["not_comparable"] = task.not_comparable()  # may depend on the item set the load found
+    judge = getattr(task, "judge", None)
+    if judge is not None:
+        entry["judge"] = judge.describe() if hasattr(judge, "describe") else type(judge).__name__
     if limit is not None:
         items = limit_items(items, limit)
     t0 = time.time()

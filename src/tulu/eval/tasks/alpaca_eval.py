@@ -70,6 +70,9 @@ class LocalJudge:
     backend: object  # tulu.rollout.base.GenerationBackend
     max_new_tokens: int = 8
 
+    def describe(self) -> str:
+        return f"local model through the {getattr(self.backend, 'name', '?')} backend, our pairwise prompt"
+
     def prefer(self, instructions, outputs, references):
         fwd, rev = _pairwise_prompts(instructions, outputs, references)
         params = SamplingParams(max_new_tokens=self.max_new_tokens, logprobs=False)
@@ -84,6 +87,9 @@ class OpenAIJudge:
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 60.0
+
+    def describe(self) -> str:
+        return f"{self.model} at {self.base_url} (OpenAI-compatible), our pairwise prompt"
 
     def _ask(self, prompt: str) -> str:
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 8,
