@@ -201,3 +201,24 @@ def test_alpaca_eval_names_the_judge_that_ran(tmp_path, scripted):
     assert entry["judge"] == "local model through the scripted backend, our pairwise prompt"
     assert entry["olmes"] == "alpaca_eval_v2::tulu" and "alpaca-eval package" in entry["not_comparable"]
     assert entry["metrics"]["win_rate"]["value"] == 50.0  # "a" in both orders: a win, then a loss
+
+
+def test_truthfulqa_mc2_through_the_loglikelihood_path(tmp_path, tiny, monkeypatch):
+    """No TruthfulQA copy ships offline: a hand-written item goes through the real runner and hf backend."""
+    import math
+
+    from tulu.data.benchmarks import BenchmarkItem
+    from tulu.rollout import get_backend
+    from tulu.rollout.loglik import LoglikRequest
+
+    item = BenchmarkItem("0", "Can pigs fly?", {"mc1_targets": {"choices": ["No", "Yes"], "labels": [1, 0]},
+                                                "mc2_targets": {"choices": ["No", "No, they cannot", "Yes"],
+                                                                "labels": [1, 1, 0]}}, {})
+    t = get_task("truthfulqa")
+    monkeypatch.setattr(type(t), "load", lambda self: [item])
+    be = get_backend("hf", *tiny)
+    res = evaluate([t], be, model="tiny", output=tmp_path)
+    ctx = t.context(item)
+    lps = [o.logprob for o in be.loglikelihood([LoglikRequest(ctx, f" {o}") for o in ("No", "No, they cannot", "Yes")])]
+    p = [math.exp(x) for x in lps]
+    assert res["tasks"]["truthfulqa"]["metrics"]["mc2"]["value"] == pytest.approx(100 * (p[0] + p[1]) / sum(p), abs=1e-3)
