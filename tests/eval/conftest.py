@@ -3,7 +3,7 @@ tulu.rollout) and a fake backend that replays scripted responses."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import torch

@@ -14,7 +14,7 @@ def _gsm8k_oracle(items):
     gold = {it.prompt.strip(): it.answer for it in items}
 
     def respond(messages, s):
-        q = messages[-1]["content"].removeprefix("Question: ").strip()
+        q = messages[-1]["content"].removeprefix("Question: ").removesuffix("\nAnswer:").strip()
         return f"The answer is {gold[q]}." if len(q) % 2 == 0 else "The answer is -1."
     return respond
 
@@ -111,8 +111,12 @@ def test_cli_list(capsys):
     assert "gsm8k" in out and "unavailable" in out
 
 
-def test_tiny_model_through_hf_generate(tmp_path, tiny_backend):
+def test_tiny_model_through_hf_generate(tmp_path, tiny):
     import dataclasses
+
+    from tulu.rollout import get_backend
+
+    tiny_backend = get_backend("hf", *tiny, batch_size=4)
 
     tasks = []
     for name in ("ifeval", "mmlu_mc"):
@@ -139,3 +143,82 @@ def test_limit_takes_subjects_round_robin_and_extends():
     assert [it.id for it in limit_items(hub, 3)] == ["x/0", "y/0", "x/1"]
     plain = [BenchmarkItem(id=str(i), prompt="p", answer="a") for i in range(5)]
     assert limit_items(plain, 2) == plain[:2]
+
+
+def test_averages_name_every_task_left_out_and_every_stand_in(tmp_path, scripted):
+    tasks = [get_task(n) for n in ("gpqa", "ifbench", "mmlu_pro")]
+    res = evaluate(tasks, scripted(lambda m, s: "Therefore, the answer is (A)."), model="m", output=tmp_path, limit=2)
+    av = res["averages"]["unseen"]
+    assert av["tasks"] == ["gpqa", "ifbench"]
+    assert set(av["missing"]) == {"agieval", "mmlu_pro", "deepmind_math", "bigcodebench_hard", "href"}
+    assert "hub" in av["missing"]["mmlu_pro"] and "not run" in av["missing"]["agieval"]
+    assert "not implemented" in av["missing"]["href"]
+    assert set(av["not_comparable"]) == {"gpqa", "ifbench"} and "448" in av["not_comparable"]["gpqa"]
+    assert av["comparable_with_published"] is False
+    t = res["tasks"]["gpqa"]
+    assert t["olmes"] == "gpqa:0shot_cot::tulu3" and "not comparable" in t["not_comparable"]
+
+
+def test_loglikelihood_task_skips_on_a_generation_only_backend(tmp_path, scripted):
+    res = evaluate([get_task("mmlu_mc")], scripted(lambda m, s: "A"), model="m", output=tmp_path, limit=2)
+    assert "log-likelihood" in res["tasks"]["mmlu_mc"]["skipped"]
+
+
+def test_loglikelihood_task_runs_and_caches(tmp_path, tiny):
+    from tulu.rollout import get_backend
+    from tulu.rollout.base import GenerationBackend
+
+    class Counting(GenerationBackend):
+        name = "hf-counting"
+
+        def __init__(self, inner):
+            self.inner, self.requests = inner, 0
+
+        def generate(self, prompts, params, *, progress=False):
+            raise AssertionError("a log-likelihood task must not generate")
+
+        def loglikelihood(self, requests):
+            self.requests += len(requests)
+            return self.inner.loglikelihood(requests)
+
+    be = Counting(get_backend("hf", *tiny, batch_size=8))
+    res = evaluate([get_task("mmlu_mc")], be, model="tiny", output=tmp_path, limit=3, batch_size=2)
+    t = res["tasks"]["mmlu_mc"]
+    assert t["n"] == 3 and be.requests == 12 and 0 <= t["metrics"]["accuracy"]["value"] <= 100
+    assert t["settings"]["request_type"] == "loglikelihood"
+    be2 = Counting(get_backend("hf", *tiny))
+    again = evaluate([get_task("mmlu_mc")], be2, model="tiny", output=tmp_path, limit=3)
+    assert be2.requests == 0 and again["tasks"]["mmlu_mc"]["metrics"] == t["metrics"]
+
+
+def test_alpaca_eval_names_the_judge_that_ran(tmp_path, scripted):
+    from tulu.eval.tasks.alpaca_eval import LocalJudge
+
+    judge_backend = scripted(lambda m, s: "a")
+    t = get_task("alpaca_eval", judge=LocalJudge(judge_backend))
+    res = evaluate([t], scripted(lambda m, s: "An answer."), model="m", output=tmp_path, limit=3)
+    entry = res["tasks"]["alpaca_eval"]
+    assert entry["judge"] == "local model through the scripted backend, our pairwise prompt"
+    assert entry["olmes"] == "alpaca_eval_v2::tulu" and "alpaca-eval package" in entry["not_comparable"]
+    assert entry["metrics"]["win_rate"]["value"] == 50.0  # "a" in both orders: a win, then a loss
+
+
+def test_truthfulqa_mc2_through_the_loglikelihood_path(tmp_path, tiny, monkeypatch):
+    """No TruthfulQA copy ships offline: a hand-written item goes through the real runner and hf backend."""
+    import math
+
+    from tulu.data.benchmarks import BenchmarkItem
+    from tulu.rollout import get_backend
+    from tulu.rollout.loglik import LoglikRequest
+
+    item = BenchmarkItem("0", "Can pigs fly?", {"mc1_targets": {"choices": ["No", "Yes"], "labels": [1, 0]},
+                                                "mc2_targets": {"choices": ["No", "No, they cannot", "Yes"],
+                                                                "labels": [1, 1, 0]}}, {})
+    t = get_task("truthfulqa")
+    monkeypatch.setattr(type(t), "load", lambda self: [item])
+    be = get_backend("hf", *tiny)
+    res = evaluate([t], be, model="tiny", output=tmp_path)
+    ctx = t.context(item)
+    lps = [o.logprob for o in be.loglikelihood([LoglikRequest(ctx, f" {o}") for o in ("No", "No, they cannot", "Yes")])]
+    p = [math.exp(x) for x in lps]
+    assert res["tasks"]["truthfulqa"]["metrics"]["mc2"]["value"] == pytest.approx(100 * (p[0] + p[1]) / sum(p), abs=1e-3)

@@ -25,11 +25,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tulu.data import benchmarks_hub as _hub
 
@@ -351,22 +351,9 @@ def parse_alpaca_eval(rows: list[dict]) -> list[BenchmarkItem]:
             for i, r in enumerate(rows)]
 
 
-def parse_gpqa(rows: list[dict], seed: int = 0) -> list[BenchmarkItem]:
-    """Options shuffled with a per-question RNG seeded by the record id, so the order is stable everywhere."""
-    out = []
-    for r in rows:
-        rid = r["Record ID"]
-        opts = [r["Correct Answer"], r["Incorrect Answer 1"], r["Incorrect Answer 2"], r["Incorrect Answer 3"]]
-        opts = [o.strip() for o in opts]
-        order = list(range(4))
-        random.Random(f"{seed}:{rid}").shuffle(order)
-        choices = [opts[i] for i in order]
-        gold = letters(4)[order.index(0)]
-        question = r["Question"].strip()
-        out.append(BenchmarkItem(id=rid, prompt=format_choices(question, choices), answer=gold,
-                                 meta={"question": question, "choices": choices, "correct": opts[0],
-                                       "domain": r.get("High-level domain"), "subdomain": r.get("Subdomain")}))
-    return out
+def parse_gpqa(rows: list[dict], seed: int = 111) -> list[BenchmarkItem]:
+    """Options shuffled as OLMES shuffles them (see :func:`tulu.data.benchmarks_hub.gpqa_item`)."""
+    return [BenchmarkItem(**_hub.gpqa_item(r, "", i, seed)) for i, r in enumerate(rows)]
 
 
 def parse_mmlu(rows: list[dict], subject: str) -> list[BenchmarkItem]:
@@ -458,7 +445,12 @@ def load_benchmark(name: str, split: str = "test") -> list[BenchmarkItem]:
     if name in HUB_ONLY_BENCHMARKS:
         if not hub_allowed():
             raise BenchmarkUnavailable(_hub.unavailable_reason(name))
-        return [BenchmarkItem(**d) for d in _hub.load_hub(name, split)]
+        try:
+            rows = _hub.load_hub(name, split)
+        except Exception as exc:  # network, a gated dataset without a token, a renamed config...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BenchmarkUnavailable(f"{name}: loading from the hub failed: {first}") from exc
+        return [BenchmarkItem(**d) for d in rows]
     if name not in _LOADERS:
         raise BenchmarkUnavailable(f"unknown benchmark {name!r}; known: {', '.join(ALL_BENCHMARKS)}")
     if split not in _SPLITS.get(name, ("test",)):

@@ -1,4 +1,4 @@
-"""Hub-only benchmarks (BBH, PopQA, TruthfulQA, MMLU-Pro, AGIEval-en, DeepMind Math).
+"""Hub-only benchmarks (BBH, PopQA, TruthfulQA, MMLU-Pro, AGIEval-en, DeepMind Math, GPQA main).
 
 No installed package ships these, so they load with ``datasets.load_dataset`` when the hub may be used.
 Offline, :func:`unavailable_reason` gives the one line that says so. The row converters are pure functions
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
+import random
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,6 +21,26 @@ def _letters(n: int) -> list[str]:
 
 def _choices_prompt(question: str, choices: list[str]) -> str:
     return "\n".join([question.strip()] + [f"{k}. {str(c).strip()}" for k, c in zip(_letters(len(choices)), choices)])
+
+
+def gpqa_clean(text: str | None) -> str:
+    """OLMES's GPQA text clean-up: strip, " [title]" -> ". ", bracketed spans removed, double spaces halved."""
+    if text is None:
+        return " "
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
+
+
+def gpqa_item(row: dict, subset: str, i: int, seed: int = 111) -> dict:
+    """One GPQA row (main or Diamond: the same columns) with its options shuffled as OLMES shuffles them:
+    ``random.Random(seed + row index)`` over (incorrect 1, incorrect 2, incorrect 3, correct)."""
+    correct = gpqa_clean(row["Correct Answer"])
+    choices = [gpqa_clean(row[f"Incorrect Answer {k}"]) for k in (1, 2, 3)] + [correct]
+    random.Random(seed + i).shuffle(choices)
+    return {"id": str(row["Record ID"]), "prompt": _choices_prompt(row["Question"], choices),
+            "answer": _letters(4)[choices.index(correct)],
+            "meta": {"question": row["Question"], "choices": choices, "correct": correct, "index": i,
+                     "domain": row.get("High-level domain"), "subdomain": row.get("Subdomain")}}
 
 
 def bbh_item(row: dict, subset: str, i: int) -> dict:
@@ -116,6 +138,8 @@ HUB_SPECS: dict[str, HubSpec] = {
     "mmlu_pro": HubSpec("TIGER-Lab/MMLU-Pro", ("",), "test", mmlu_pro_item),
     "agieval": HubSpec("hails/agieval-{subset}", AGIEVAL_EN_SUBSETS, "test", agieval_item, config_is_subset=False),
     "deepmind_math": HubSpec("deepmind/math_dataset", DEEPMIND_MATH_SUBSETS, "test", deepmind_math_item),
+    # GPQA main (448): the set OLMES scores; a gated hub dataset (needs an accepted licence and HF_TOKEN)
+    "gpqa_main": HubSpec("Idavidrein/gpqa", ("gpqa_main",), "train", gpqa_item),
 }
 
 

@@ -5,7 +5,7 @@ the benchmark's own ``dev`` split (see :mod:`tulu.data.benchmarks`)."""
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -32,7 +32,7 @@ def _yaml(path: Path) -> dict:
         return yaml.load(fh, Loader=_Loader)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gsm8k_cot() -> tuple[tuple[str, str], ...]:
     """The 8 chain-of-thought exemplars (question, answer ending in "The answer is N.")."""
     cfg = _yaml(_lm_eval_tasks() / "gsm8k" / "gsm8k-cot.yaml")
@@ -40,7 +40,7 @@ def gsm8k_cot() -> tuple[tuple[str, str], ...]:
     return tuple((s["question"], s["target"]) for s in samples)
 
 
-@lru_cache(maxsize=None)
+@cache
 def minerva_math() -> tuple[tuple[str, str], ...]:
     """The 4 Minerva exemplars (problem, solution ending in "Final Answer: The final answer is X. I hope it
     is correct."), taken from the literal returned by ``list_fewshot_samples`` without importing lm-eval."""
@@ -54,7 +54,7 @@ def minerva_math() -> tuple[tuple[str, str], ...]:
     raise BenchmarkUnavailable(f"{path}: no list_fewshot_samples(); this lm-eval version differs")
 
 
-@lru_cache(maxsize=None)
+@cache
 def bbh_cot(subset: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """(task description, 3 CoT exemplars) of one BBH subset."""
     path = _lm_eval_tasks() / "bbh" / "cot_fewshot" / f"{subset}.yaml"
@@ -63,3 +63,19 @@ def bbh_cot(subset: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     cfg = _yaml(path)
     samples = cfg["fewshot_config"]["samples"]
     return cfg.get("description", "").strip(), tuple((s["input"], s["target"]) for s in samples)
+
+
+@cache
+def truthfulqa_qa_primer() -> tuple[tuple[str, str], ...]:
+    """The 6 question/answer pairs of TruthfulQA's standard QA primer (the 6 shots of OLMES
+    ``truthfulqa::tulu``), parsed from lm-eval's ``truthfulqa_mc1.yaml``."""
+    import re
+
+    path = _lm_eval_tasks() / "truthfulqa" / "truthfulqa_mc1.yaml"
+    if not path.is_file():
+        raise BenchmarkUnavailable(f"{path}: missing; the TruthfulQA primer is read from `lm-eval`")
+    text = _yaml(path)["doc_to_text"]
+    pairs = re.findall(r"Q: (.*?)\nA: (.*?)(?=\n\n|'%\})", text)
+    if len(pairs) != 6:
+        raise BenchmarkUnavailable(f"{path}: expected 6 primer pairs, found {len(pairs)}; this lm-eval version differs")
+    return tuple((q.strip(), a.strip()) for q, a in pairs)

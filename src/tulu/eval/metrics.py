@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,13 +22,22 @@ def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
 
 
 def macro_mean_stderr(groups: dict[str, Sequence[float]]) -> tuple[float, float]:
-    """Unweighted mean over groups of the per-group means; the error combines the group errors
-    (independent groups: sqrt(sum se_g^2) / G)."""
-    stats = [mean_stderr(v) for v in groups.values() if len(v)]
-    if not stats:
+    """Unweighted mean over groups of the per-group means (OLMES's "macro" aggregation); the error
+    combines the group errors (independent groups: sqrt(sum se_g^2) / G). A group of one item has no
+    variance estimate of its own: it borrows the variance of all items pooled (a limited run of MMLU has
+    one or two items per subject, and a standard error of 0 would be wrong)."""
+    groups = {k: list(v) for k, v in groups.items() if len(v)}
+    if not groups:
         return float("nan"), float("nan")
-    g = len(stats)
-    return sum(m for m, _ in stats) / g, math.sqrt(sum(se * se for _, se in stats)) / g
+    pooled = [x for v in groups.values() for x in v]
+    pooled_var = float(np.var(pooled, ddof=1)) if len(pooled) > 1 else 0.0
+    means, variances = [], []
+    for v in groups.values():
+        m, se = mean_stderr(v)
+        means.append(m)
+        variances.append(se * se if len(v) > 1 else pooled_var)
+    g = len(means)
+    return sum(means) / g, math.sqrt(sum(variances)) / g
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -65,6 +74,58 @@ def extract_choice_first_line(response: str) -> str:
     first = response.strip().split("\n", 1)[0]
     first = first.translate(str.maketrans("", "", string.punctuation)).strip()
     return first.upper()
+
+
+# ------------------------------------------------------------------ OLMES answer extraction
+
+_NUMBER = re.compile(r"[-+]?\d*\.\d+|\d+")
+_GSM_IGNORE = (re.compile(r","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
+
+
+def gsm8k_last_number(response: str) -> str:
+    """OLMES's GSM8K answer: the last number of the response once thousands commas are dropped (the
+    whole response when it has none)."""
+    text = re.sub(r"(\d),(\d)", r"\1\2", response)
+    nums = _NUMBER.findall(text)
+    return nums[-1] if nums else text
+
+
+def _gsm_norm(s: str) -> str:
+    s = str(s).strip()
+    for pat in _GSM_IGNORE:
+        s = pat.sub("", s)
+    return s.strip().lower()
+
+
+def gsm8k_olmes_match(response: str, gold: str) -> float:
+    """1.0 when the last number equals the gold answer after OLMES's normalisation (",", "$", a "#### "
+    prefix and a final "." removed, case ignored)."""
+    return float(_gsm_norm(gsm8k_last_number(response)) == _gsm_norm(gold))
+
+
+def extract_choice_olmes(response: str, format_regex: str, n_choices: int = 4) -> tuple[str, float]:
+    """OLMES's multiple-choice answer extraction for the 0-shot CoT tasks: the last match of the task's
+    answer-format regex (format correct: 1.0); else the last "(X)" (0.5); else the last stand-alone
+    capital letter among the choices (0.0). Returns (letter or "", answer_format_correct)."""
+    valid = string.ascii_uppercase[:n_choices]
+    hits = re.findall(format_regex, response)
+    if hits:
+        return hits[-1].strip("()").upper(), 1.0
+    paren = [h for h in re.findall(r"\(([A-Z])\)", response) if h in valid]
+    if paren:
+        return paren[-1], 0.5
+    bare = [h for h in re.findall(r"\b([A-Z])\b", response) if h in valid]
+    return (bare[-1] if bare else ""), 0.0
+
+
+def mc2_score(true_logprobs: Sequence[float], false_logprobs: Sequence[float]) -> float:
+    """TruthfulQA MC2: the probability mass of the true answers, normalised over all answers (each answer's
+    probability is exp of its summed log-likelihood)."""
+    lps = np.asarray(list(true_logprobs) + list(false_logprobs), dtype=float)
+    if lps.size == 0 or not len(true_logprobs):
+        raise ValueError("mc2_score: needs at least one true answer")
+    p = np.exp(lps - lps.max())
+    return float(p[: len(true_logprobs)].sum() / p.sum())
 
 
 # ------------------------------------------------------------------ DROP F1 (bag-of-words, number-aware)

@@ -9,12 +9,13 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tulu.data.benchmarks import BenchmarkChecksumError, BenchmarkItem, BenchmarkUnavailable
-from tulu.eval.suites import SUITES, suite_of
+from tulu.eval.suites import EXTERNAL, SUITES, suite_of
 from tulu.eval.tasks import Task
 from tulu.rollout.base import GenerationBackend
 from tulu.utils import atomic_write_json, atomic_write_jsonl, progress, stable_hash
@@ -44,7 +45,7 @@ class GenerationCache:
     entries: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: Path) -> "GenerationCache":
+    def open(cls, path: Path) -> GenerationCache:
         entries: dict[str, dict] = {}
         if path.is_file():
             with open(path, encoding="utf-8") as fh:
@@ -85,6 +86,30 @@ def generate_cached(task: Task, items: list[BenchmarkItem], backend: GenerationB
     return [cache.entries[it.id]["responses"] for it in items]
 
 
+def loglik_cached(task: Task, items: list[BenchmarkItem], backend: GenerationBackend, cache: GenerationCache,
+                  batch_size: int) -> list[list[float]]:
+    """The log-prob of every request of every item (``task.loglik_requests``), cached like generations."""
+    todo = [it for it in items if it.id not in cache.entries]
+    if todo:
+        log.info("%s: scoring %d of %d items by log-likelihood (%d cached)", task.name, len(todo), len(items),
+                 len(items) - len(todo))
+    bar = progress(total=len(todo), desc=f"{task.name}", unit="item")
+    try:
+        for batch in _chunks(todo, max(1, batch_size)):
+            reqs = [task.loglik_requests(it) for it in batch]
+            outs = backend.loglikelihood([r for rs in reqs for r in rs])
+            k = 0
+            for it, rs in zip(batch, reqs):
+                part = outs[k:k + len(rs)]
+                k += len(rs)
+                cache.put(it.id, [o.logprob for o in part], ["greedy" if o.greedy else "" for o in part])
+            cache.save()
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return [cache.entries[it.id]["responses"] for it in items]
+
+
 def limit_items(items: list[BenchmarkItem], limit: int) -> list[BenchmarkItem]:
     """The first ``limit`` items, taken round-robin over subjects when the task has several (MATH's 7
     subjects, MMLU's 57, BBH's subsets): a limited run of a macro-averaged task then covers every subject
@@ -110,6 +135,19 @@ def limit_items(items: list[BenchmarkItem], limit: int) -> list[BenchmarkItem]:
     return picked
 
 
+def _scores_loglik(backend: GenerationBackend) -> bool:
+    return type(backend).loglikelihood is not GenerationBackend.loglikelihood
+
+
+def _prompt_text(task: Task, item: BenchmarkItem) -> str:
+    if task.request_type == "loglikelihood":
+        reqs = task.loglik_requests(item)
+        ctx = reqs[0].context if reqs else ""
+        return ctx if isinstance(ctx, str) else _last_user(ctx)
+    msgs = task.messages(item)
+    return msgs if isinstance(msgs, str) else _last_user(msgs)
+
+
 def _last_user(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
@@ -119,8 +157,12 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
     """Evaluate one task; returns its entry of ``results.json`` (``skipped`` holds the reason when it did
     not run)."""
     entry: dict[str, Any] = {"suite": task.suite, "headline": task.headline, "description": task.description,
+                             "olmes": task.olmes or None, "not_comparable": task.not_comparable(),
                              "settings": task.settings(), "skipped": None, "metrics": {}, "n": 0}
     reason = task.unavailable()
+    if reason is None and task.request_type == "loglikelihood" and not _scores_loglik(backend):
+        reason = (f"{task.name}: scored by answer log-likelihoods, which backend "
+                  f"{getattr(backend, 'name', '?')!r} does not provide (use hf, fast or vllm)")
     items: list[BenchmarkItem] = []
     if reason is None:
         try:
@@ -131,12 +173,19 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
         log.warning("skipping %s: %s", task.name, reason)
         entry["skipped"] = reason
         return entry
+    entry["not_comparable"] = task.not_comparable()  # may depend on the item set the load found
+    judge = getattr(task, "judge", None)
+    if judge is not None:
+        entry["judge"] = judge.describe() if hasattr(judge, "describe") else type(judge).__name__
     if limit is not None:
         items = limit_items(items, limit)
     t0 = time.time()
     key = stable_hash(model_key, task.settings())
     cache = GenerationCache.open(cache_dir / f"{task.name}-{key}.jsonl")
-    responses = generate_cached(task, items, backend, cache, batch_size)
+    if task.request_type == "loglikelihood":
+        responses = loglik_cached(task, items, backend, cache, batch_size)
+    else:
+        responses = generate_cached(task, items, backend, cache, batch_size)
     t1 = time.time()
     scores = task.score_batch(items, responses)
     metrics = task.aggregate(items, scores)
@@ -144,7 +193,7 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
                  seconds={"generate": round(t1 - t0, 2), "score": round(time.time() - t1, 2)},
                  cache=str(cache.path))
     atomic_write_jsonl(out_dir / "generations" / f"{task.name}.jsonl", (
-        {"id": it.id, "prompt": _last_user(task.messages(it)), "gold": it.answer, "responses": r, "scores": s,
+        {"id": it.id, "prompt": _prompt_text(task, it), "gold": it.answer, "responses": r, "scores": s,
          "finish_reasons": cache.entries[it.id]["finish_reasons"]}
         for it, r, s in zip(items, responses, scores)))
     head = metrics.get(task.headline)
@@ -154,22 +203,37 @@ def run_task(task: Task, backend: GenerationBackend, *, model_key: str, cache_di
 
 
 def suite_averages(tasks: dict[str, dict]) -> dict[str, dict]:
-    """Mean of the headline metrics of the tasks that ran, per suite; lists the ones missing."""
+    """Per suite, the unweighted mean of the headline metrics of the tasks that ran, with every task of
+    the suite's average that is left out and why (``missing``: name -> reason), and the tasks that ran
+    on a stand-in item set (``not_comparable``: name -> reason)."""
     out = {}
     for suite in SUITES.values():
-        vals, ses, used, missing = [], [], [], []
+        vals, ses, used = [], [], []
+        missing: dict[str, str] = {}
+        not_comparable: dict[str, str] = {}
         for name in suite.average:
             t = tasks.get(name)
             m = (t or {}).get("metrics", {}).get((t or {}).get("headline"))
-            if t is None or t.get("skipped") or m is None:
-                missing.append(name)
-                continue
-            vals.append(m["value"])
-            ses.append(m["stderr"])
-            used.append(name)
-        if used:
-            out[suite.name] = {"value": sum(vals) / len(vals), "stderr": math.sqrt(sum(s * s for s in ses)) / len(ses),
-                               "tasks": used, "missing": missing}
+            if name in EXTERNAL:
+                missing[name] = EXTERNAL[name]
+            elif t is None:
+                missing[name] = "not run (not in --tasks / --suite)"
+            elif t.get("skipped") or m is None:
+                missing[name] = t.get("skipped") or f"no {t.get('headline')} metric"
+            else:
+                vals.append(m["value"])
+                ses.append(m["stderr"])
+                used.append(name)
+                if t.get("not_comparable"):
+                    not_comparable[name] = t["not_comparable"]
+        if not used:
+            continue  # no average without a task that ran (the skipped ones are listed per task)
+        out[suite.name] = {
+            "value": sum(vals) / len(vals), "stderr": math.sqrt(sum(s * s for s in ses)) / len(ses),
+            "tasks": used, "missing": missing, "not_comparable": not_comparable,
+            "aggregation": "unweighted mean of the tasks' headline metrics (each task aggregated as its "
+                           "OLMES config does: macro or micro over subjects)",
+            "comparable_with_published": not missing and not not_comparable}
     return out
 
 

@@ -76,6 +76,11 @@ class GenerationBackend(abc.ABC):
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, progress: bool = False) -> list[RequestOutput]:
         """Generate ``params.n`` completions for every prompt; the result keeps prompt order."""
 
+    def loglikelihood(self, requests: Sequence) -> list:
+        """Log-probabilities of given continuations after contexts (:mod:`tulu.rollout.loglik`): one
+        ``LoglikOutput`` per ``LoglikRequest``, in order. Backends that can score prompts override this."""
+        raise NotImplementedError(f"backend {self.name!r} does not score log-likelihoods; use hf, fast or vllm")
+
     def update_weights(self, state_dict) -> None:  # RLVR: push new policy weights into the engine
         raise NotImplementedError(f"backend {self.name!r} does not support in-place weight updates")
 

@@ -21,10 +21,23 @@ def encode_prompt(prompt: Prompt, tokenizer, template: str = "tokenizer") -> lis
     if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
         return list(prompt)
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
+        msgs, prefix = split_assistant_prefix(list(prompt))
         from tulu.data.templates import render_prompt
 
-        return list(render_prompt(list(prompt), tokenizer, template=template))
+        ids = list(render_prompt(msgs, tokenizer, template=template))
+        if prefix:
+            ids += list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+        return ids
     raise TypeError("a prompt is chat messages (list of dicts), token ids (list of ints) or a string")
+
+
+def split_assistant_prefix(messages: list[dict]) -> tuple[list[dict], str]:
+    """A conversation whose last message is ``{"role": "assistant", "content": ..., "continue": True}``
+    asks the model to continue that text (an answer prefix, e.g. "Here is the completed function:"): the
+    prompt is the rest rendered with the assistant header, then the prefix's tokens."""
+    if messages and messages[-1].get("role") == "assistant" and messages[-1].get("continue"):
+        return messages[:-1], str(messages[-1].get("content") or "")
+    return messages, ""
 
 
 def encode_prompts(prompts: Sequence[Prompt], tokenizer, template: str = "tokenizer") -> list[list[int]]:

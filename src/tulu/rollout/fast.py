@@ -126,6 +126,15 @@ class FastBackend(GenerationBackend):
         return [RequestOutput(prompt_index=i, completions=run.results[i]) for i in range(len(ids))]
 
 
+    def loglikelihood(self, requests):
+        """Teacher-forced log-probs of each request's continuation, through the engine's packed prefill
+        (:mod:`tulu.rollout.loglik`)."""
+        from tulu.rollout.loglik import encode_requests, fast_loglikelihood
+
+        pairs = encode_requests(requests, self.tokenizer, self.template)
+        return fast_loglikelihood(self.engine, pairs, max_tokens=self.prefill_tokens)
+
+
 class _Run:
     """State of one ``generate`` call."""
 

@@ -91,3 +91,10 @@ class HFBackend(GenerationBackend):
                         bar.update(1)
                     results.append(RequestOutput(prompt_index=start + j, completions=comps))
         return results
+
+    def loglikelihood(self, requests):
+        """Teacher-forced log-probs of each request's continuation (:mod:`tulu.rollout.loglik`)."""
+        from tulu.rollout.loglik import encode_requests, hf_loglikelihood
+
+        pairs = encode_requests(requests, self.tokenizer, self.template)
+        return hf_loglikelihood(self.model, pairs, batch_size=self.batch_size, pad_id=self.pad_id)

@@ -223,7 +223,8 @@ class FastLlama:
         return self.lm_head(rms_norm(hidden, self.norm, self.eps))
 
     @torch.inference_mode()
-    def prefill(self, seqs: list[list[int]], past: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefill(self, seqs: list[list[int]], past: torch.Tensor | None = None,
+                all_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Run several prompts packed into one row: the matmuls see every token at once, attention runs
         causally within each prompt (one SDPA call per prompt: a block-diagonal ``[T, T]`` mask over the
         whole row cost 32x the attention work at 32 prompts and measured ~35% of the prefill).
@@ -233,8 +234,9 @@ class FastLlama:
         also attend to it. This is how a prompt prefix shared by a whole batch (chat template, system
         prompt, few-shot examples) is computed once.
 
-        Returns the logits at each sequence's last token ``[len(seqs), vocab]`` and the keys/values of the
-        new tokens ``[layers, 2, total_tokens, kv_heads, dim]`` in packed order.
+        Returns the logits at each sequence's last token ``[len(seqs), vocab]`` (``all_logits``: at every
+        token, ``[total_tokens, vocab]`` in packed order, for log-likelihood scoring) and the keys/values of
+        the new tokens ``[layers, 2, total_tokens, kv_heads, dim]`` in packed order.
         """
         lens = [len(s) for s in seqs]
         total = sum(lens)
@@ -276,6 +278,8 @@ class FastLlama:
             h = rms_norm(x, layer.ln2, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
+        if all_logits:
+            return self.logits(x), kv
         last = torch.tensor(lens, device=dev).cumsum(0) - 1
         return self.logits(x[last]), kv
 

@@ -112,6 +112,14 @@ class VLLMBackend(GenerationBackend):
             results.append(RequestOutput(prompt_index=i, completions=comps))
         return results
 
+    def loglikelihood(self, requests, *, progress: bool = False):
+        """Log-probs of each request's continuation from vLLM's ``prompt_logprobs``
+        (:mod:`tulu.rollout.loglik`)."""
+        from tulu.rollout.loglik import encode_requests, vllm_loglikelihood
+
+        pairs = encode_requests(requests, self.tokenizer, self.template)
+        return vllm_loglikelihood(self.llm, self.sampling_params_cls, pairs, progress=progress)
+
     def update_weights(self, state_dict) -> None:
         """Load new policy weights into the running engine (HF parameter names), then drop cached prefixes."""
         items = [(k, v) for k, v in dict(state_dict).items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tulu.eval.tasks.alpaca_eval import AlpacaEval
 from tulu.eval.tasks.base import Metric, Task
-from tulu.eval.tasks.code import MBPP, HumanEval
+from tulu.eval.tasks.code import MBPP, HumanEval, HumanEvalPlus
 from tulu.eval.tasks.drop import DROP
 from tulu.eval.tasks.gpqa import GPQA
 from tulu.eval.tasks.gsm8k import GSM8K
@@ -15,7 +15,7 @@ from tulu.eval.tasks.math import Math500, MinervaMath
 from tulu.eval.tasks.mmlu import MMLUMC, MMLUCoT
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
-    GSM8K, MinervaMath, Math500, MMLUCoT, MMLUMC, IFEval, HumanEval, DROP, BBH, PopQA, TruthfulQAMC2, AlpacaEval,
+    GSM8K, MinervaMath, Math500, MMLUCoT, MMLUMC, IFEval, HumanEval, HumanEvalPlus, DROP, BBH, PopQA, TruthfulQAMC2, AlpacaEval,
     GPQA, IFBench, MBPP, MMLUPro, AGIEval, DeepMindMath)}
 
 

@@ -70,6 +70,9 @@ class LocalJudge:
     backend: object  # tulu.rollout.base.GenerationBackend
     max_new_tokens: int = 8
 
+    def describe(self) -> str:
+        return f"local model through the {getattr(self.backend, 'name', '?')} backend, our pairwise prompt"
+
     def prefer(self, instructions, outputs, references):
         fwd, rev = _pairwise_prompts(instructions, outputs, references)
         params = SamplingParams(max_new_tokens=self.max_new_tokens, logprobs=False)
@@ -84,6 +87,9 @@ class OpenAIJudge:
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 60.0
+
+    def describe(self) -> str:
+        return f"{self.model} at {self.base_url} (OpenAI-compatible), our pairwise prompt"
 
     def _ask(self, prompt: str) -> str:
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 8,
@@ -108,6 +114,9 @@ class AlpacaEval(Task):
     benchmark = "alpaca_eval"
     suite = "dev"
     headline = "lc_win_rate"
+    olmes = "alpaca_eval_v2::tulu"
+    stand_in = ("our judge prompt and a length control without AlpacaEval 2's per-instruction term, not the "
+                "alpaca-eval package's weighted GPT-4-turbo annotator and GLM: not comparable with the published number")
     description = "AlpacaEval 2 (805), chat, greedy; judged pairwise against the shipped reference answers; LC win rate"
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
     judge: Judge | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tulu.data.benchmarks import BenchmarkItem, load_benchmark
-from tulu.eval.metrics import mean_stderr
+from tulu.eval.metrics import macro_mean_stderr, mean_stderr
 from tulu.rollout.base import SamplingParams
 
 Messages = list[dict]
@@ -37,14 +37,19 @@ class Task:
     version: ClassVar[int] = 1
     sampling: SamplingParams = field(default_factory=SamplingParams)
 
-    needs_loglikelihood: ClassVar[bool] = False
+    # "generate": messages -> sampled text; "loglikelihood": loglik_requests -> one log-prob per request
+    request_type: ClassVar[str] = "generate"
+    olmes: ClassVar[str] = ""  # the OLMES task (or suite) key this task reproduces
+    # the item set when it is not the one the published number used (a stand-in), else None
+    stand_in: ClassVar[str | None] = None
 
     def unavailable(self) -> str | None:
         """A one-line reason this task cannot run with the current settings (data aside), or None."""
-        if self.needs_loglikelihood:
-            return (f"{self.name}: scores option log-likelihoods, which the generation backends do not "
-                    "provide; not run")
         return None
+
+    def not_comparable(self) -> str | None:
+        """Why this task's score is "not comparable with the published number", or None when it is."""
+        return self.stand_in
 
     def load(self) -> list[BenchmarkItem]:
         return load_benchmark(self.benchmark)
@@ -52,7 +57,13 @@ class Task:
     def messages(self, item: BenchmarkItem) -> Messages:
         raise NotImplementedError
 
-    def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
+    def score(self, item: BenchmarkItem, responses: list) -> dict[str, float]:
+        """Per-item metrics from the generated texts (or, for a log-likelihood task, from the log-prob of
+        every request of :meth:`loglik_requests`, in order)."""
+        raise NotImplementedError
+
+    def loglik_requests(self, item: BenchmarkItem) -> list:
+        """The :class:`tulu.rollout.loglik.LoglikRequest` list of a log-likelihood task."""
         raise NotImplementedError
 
     def score_batch(self, items: list[BenchmarkItem], responses: list[list[str]]) -> list[dict[str, float]]:
@@ -69,7 +80,10 @@ class Task:
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes the generations (the cache key)."""
-        return {"task": self.name, "version": self.version, "sampling": dataclasses.asdict(self.sampling)}
+        out = {"task": self.name, "version": self.version, "request_type": self.request_type}
+        if self.request_type == "generate":
+            out["sampling"] = dataclasses.asdict(self.sampling)
+        return out
 
 
 def user(content: str) -> dict:
@@ -78,6 +92,36 @@ def user(content: str) -> dict:
 
 def assistant(content: str) -> dict:
     return {"role": "assistant", "content": content}
+
+
+def assistant_prefix(content: str) -> dict:
+    """An answer prefix the model continues (rendered after the assistant header, see tulu.rollout.common)."""
+    return {"role": "assistant", "content": content, "continue": True}
+
+
+def grouped(items: list[BenchmarkItem], scores: list[dict[str, float]], key: str,
+            field_names: tuple[str, ...] = ("subject", "subset")) -> dict[str, list[float]]:
+    """Per-item values of metric ``key`` grouped by the item's subject (or subset)."""
+    groups: dict[str, list[float]] = {}
+    for it, s in zip(items, scores):
+        g = next((str(it.meta[f]) for f in field_names if it.meta.get(f)), "all")
+        groups.setdefault(g, []).append(s[key])
+    return groups
+
+
+def macro_micro(items: list[BenchmarkItem], scores: list[dict[str, float]], key: str,
+                per_group: bool = False) -> dict[str, Metric]:
+    """``key`` (the unweighted mean over subjects, as OLMES's "macro" suites) and ``key_micro`` (over
+    items); with ``per_group`` also ``key/<subject>``."""
+    groups = grouped(items, scores, key)
+    mac, mac_se = macro_mean_stderr(groups)
+    mic, mic_se = mean_stderr([s[key] for s in scores])
+    out = {key: Metric(100 * mac, 100 * mac_se), f"{key}_micro": Metric(100 * mic, 100 * mic_se)}
+    if per_group:
+        for g, vals in sorted(groups.items()):
+            m, se = mean_stderr(vals)
+            out[f"{key}/{g}"] = Metric(100 * m, 100 * se)
+    return out
 
 
 def few_shot_turns(pairs, fmt_q=lambda q: q, fmt_a=lambda a: a) -> Messages:

