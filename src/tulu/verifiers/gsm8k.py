@@ -1,18 +1,24 @@
 """GSM8K: numeric final answer.
 
-Extraction, in order:
-1. explicit answer markers: every ``#### N``, every "the answer is N" (also "final answer: N"), every
-   ``\\boxed{N}``. If they disagree, or one offers alternatives ("5 or 6", ``\\boxed{5, 6}``), the response
-   offers several answers and scores 0.
-2. otherwise the last number in the response (lm-eval's "flexible-extract", Tulu 3's rule).
+0. A few-shot run-on is cut: from the first "Question:" that follows some text (lm-eval's GSM8K generation
+   stops there too), only what comes before counts.
+1. Explicit final-answer statements: every ``#### N``, "the answer is N", "final answer: N", "Answer: N"
+   (up to six words may stand between, "Answer: Janet makes $18"), every ``\\boxed{N}``, and a first line
+   that holds nothing but the number (the answer first, an explanation after). When the number after a
+   marker starts an expression ("The answer is 16 - 3 - 4 = 9 eggs, times 2 = 18") its result counts. If
+   the statements disagree, or one offers alternatives ("5 or 6", "16, 17, 18", ``\\boxed{5, 6}``), the
+   response offers several answers and scores 0.
+2. Otherwise the last number of the response (lm-eval's "flexible-extract", Tulu 3's rule), except numbers
+   that are not the answer: those after an "Explanation:" that follows a stated number, trailing
+   parenthetical asides ("(in 2023)"), trailing questions, and with ``prompt=`` numbers quoted from the
+   question ("... if the size of the flock is 20 chickens") and a question's quantity restated after the
+   answer ("$70,000 on his $80,000 house"). A last number that closes a list of alternatives ("16, 17 or
+   18") scores 0.
 
-Numbers lose ``$``, units and **thousands separators only where they really are thousands separators**
-(``1,234`` -> 1234, but ``1,2,3`` stays three numbers; lm-eval's regex would glue it into 123). The
-comparison is numeric and exact (``Fraction``): ``18.00`` equals ``18``; open-instruct compares strings,
-where ``18.00`` != ``18``.
-
-Optional keyword ``prompt``: a response that only copies the prompt scores 0 even when the prompt's last
-number happens to be the answer.
+Numbers (``tulu.verifiers.numbers``) lose ``$`` and thousands separators (``1,234``, ``1 000``) only where
+they really are separators (``1,2,3`` stays three numbers; lm-eval's regex glues it into 123); ``18k`` and
+"eighteen" are 18000 and 18. The comparison is numeric and exact (``Fraction``): ``18.00`` equals ``18``
+(open-instruct compares strings). With ``prompt=``, a response that only copies the prompt scores 0.
 """
 
 from __future__ import annotations
@@ -22,24 +28,31 @@ from fractions import Fraction
 from typing import Any
 
 from tulu.verifiers.base import VerifyResult, copies_prompt, register
+from tulu.verifiers.numbers import Num, find_numbers, parse_digits, word_number
+
+__all__ = ["extract_answer", "gold_number", "numbers", "to_number", "verify_gsm8k", "word_number"]
 
 NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?<![\w.\d])-?\.\d+")
-_MARKER_RE = re.compile(
-    r"(?:####|\b(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*(?:equal\s+to\s+)?)[\s:$*(\\]*"
-    r"(?:\\boxed\{)?\s*\\?\$?\s*(?P<num>-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|-?\.\d+)",
-    re.I,
-)
-_ALTERNATIVE_RE = re.compile(r"^\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b)\s*\\?\$?\s*-?\.?\d")
+_MARKER_RE = re.compile(r"####|\b(?:the\s+)?(?:final\s+)?answer\s*\**\s*(?:is|:|=)\s*(?:equal\s+to\s+)?", re.I)
+_EXPLANATION_RE = re.compile(r"\b(?:Explanation|Reasoning|Justification|Here's why|Here is why|Here's how|"
+                             r"Here is how)\s*[:\-]", re.I)
+_FIRST_LINE_RE = re.compile(r"\s*[*_]*[ \t]*(?:\\\$|\$)?[ \t]*(?P<num>-?\d[\d,. ]*\d|\d)[ \t]*(?:[A-Za-z]+[ \t]*){0,2}"
+                            r"[*_.]*[ \t]*\n")
+_OP_AFTER_RE = re.compile(r"\s*(?:[-+*/\u00d7\u00f7x]|\\times|\\cdot)\s*\(?\s*\$?\d")
+# between two numbers of a list of alternatives: "17 or 18", "$17 or $18", "16, 17, or 18", "5 dollars, 6"
+_ALT_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b|,\s*or\b|,\s*and\b)\s*\\?\$?\s*")
+_OR_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\s*)?,?\s*\bor\s*\\?\$?\s*")
+_LIST_END_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*)?(?:[.!\n)]|$)")
+_PREPOSITION_RE = re.compile(r"\b(?:of|from|on|for|with|in|at|by|per|over|after|than|out\s+of)\s+"
+                             r"(?:(?:his|her|their|its|the|a|all|each|every|those|these|that|this|our|my)\s+)?"
+                             r"(?:[a-z]+\s+)?\\?\$?\s*$", re.I)
+_RESULT_WORD_RE = re.compile(r"(?:=|\b(?:total|sum|altogether|is|are|was|were|be|makes|made|earns|pays|gets|has))"
+                             r"\s*(?:of\s+)?\\?\$?\s*$", re.I)
 
 
 def to_number(token: str) -> Fraction | None:
     """``"1,234.50"`` -> Fraction(246900, 200); None when ``token`` is not a plain decimal number."""
-    t = token.strip().replace("\u2212", "-").replace("$", "").replace(" ", "")
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", t):
-        t = t.replace(",", "")
-    if not re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)", t):
-        return None
-    return Fraction(t)
+    return parse_digits(token.replace(" ", "") if re.fullmatch(r"[-\d,.$ ]*", token.strip()) else token)
 
 
 def numbers(text: str) -> list[str]:
@@ -62,6 +75,14 @@ def gold_number(ground_truth: Any) -> Fraction:
     return value
 
 
+def cut_run_on(text: str, marker: str = "Question") -> str:
+    """Drop a few-shot continuation: everything from the first ``marker:`` that follows some text."""
+    for m in re.finditer(rf"\b{marker}\s*:", text):
+        if text[:m.start()].strip():
+            return text[:m.start()]
+    return text
+
+
 def _boxed_values(text: str) -> list[Fraction | str]:
     """Each ``\\boxed{...}``: its number, or the marker ``"several"`` when the box holds more than one."""
     from tulu.verifiers.math_normalize import all_boxed
@@ -70,32 +91,138 @@ def _boxed_values(text: str) -> list[Fraction | str]:
     for box in all_boxed(text):
         inner = re.sub(r"\\(?:text|mbox|mathrm)\{[^{}]*\}", " ", box).replace("\\$", "").replace("\\%", "")
         inner = inner.split("=")[-1]
-        vals = {to_number(n) for n in numbers(inner)} - {None}
+        vals = {n.value for n in find_numbers(inner)}
         if len(vals) == 1:
-            out.append(vals.pop())  # type: ignore[arg-type]
+            out.append(vals.pop())
         elif len(vals) > 1:
             out.append("several")
     return out
 
 
-def extract_answer(response: str) -> tuple[Fraction | None, str]:
-    """(value, how): how is "marker", "last number", "several answers" or "no number"."""
-    text = response.replace("\u2212", "-")
+def _sentence_end(text: str, i: int) -> int:
+    m = re.compile(r"\.(?:\s|$)|\n|[!?]").search(text, i)
+    return m.start() if m else len(text)
+
+
+def _offers_alternatives(text: str, nums: list[Num], k: int, end: int) -> bool:
+    """``nums[k]`` starts a list of numbers joined by commas / "or" / "and" that runs to the end of its
+    sentence (``end``): "18, 19, 20", "5 or 6", "$17 or $18."."""
+    j = k
+    while j + 1 < len(nums) and _ALT_GAP_RE.fullmatch(text[nums[j].end:nums[j + 1].start]):
+        j += 1
+    return j > k and bool(_LIST_END_RE.match(text[nums[j].end:end + 1]))
+
+
+def _marker_values(text: str) -> list[Fraction | str]:
     found: list[Fraction | str] = []
     for m in _MARKER_RE.finditer(text):
-        value = to_number(m.group("num"))
-        if value is None:
+        end = _sentence_end(text, m.end())
+        seg = text[m.end():end]
+        nums = find_numbers(seg)
+        if not nums or len(re.findall(r"[A-Za-z']+", seg[:nums[0].start])) > 6:  # no number close to it
             continue
-        found.append("several" if _ALTERNATIVE_RE.match(text[m.end():m.end() + 40]) else value)
-    found += _boxed_values(text)
+        first = nums[0]
+        rest = seg[first.end:]
+        if _OP_AFTER_RE.match(rest) and "=" in rest:  # an expression: its result
+            tail = find_numbers(rest.rsplit("=", 1)[1])
+            found.append(tail[0].value if tail else "several")
+        elif _offers_alternatives(seg, nums, 0, len(seg)):
+            found.append("several")
+        else:
+            found.append(first.value)
+    return found
+
+
+def _first_line_value(text: str) -> Fraction | None:
+    """The answer first: a first line holding only a number (``**$18**``), with more text after it."""
+    m = _FIRST_LINE_RE.match(text)
+    if m is None or not text[m.end():].strip():
+        return None
+    return to_number(m.group("num"))
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for m in re.finditer(r"(?<=[.!?])\s+|\n+", text):
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    return spans
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+|\d+(?:\.\d+)?", text.lower().replace(",", ""))
+
+
+def _quoted(text: str, n: Num, prompt_trigrams: set[tuple[str, ...]]) -> bool:
+    """The number with its neighbouring words is a phrase of the question ("flock is 20 chickens")."""
+    before = _words(text[max(0, n.start - 60):n.start])[-2:]
+    after = _words(text[n.end:n.end + 60])[:2]
+    val = str(n.value.numerator) if n.value.denominator == 1 else str(float(n.value))
+    seq = [*before, val, *after]
+    k = len(before)
+    return any(tuple(seq[i:i + 3]) in prompt_trigrams for i in range(max(0, k - 2), k + 1) if i + 3 <= len(seq))
+
+
+def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
+    nums = find_numbers(text)
+    if not nums:
+        return None, "no number"
+    m = _EXPLANATION_RE.search(text)
+    if m and len({n.value for n in nums if n.end <= m.start()}) == 1:  # the answer first, then its explanation
+        text = text[:m.start()]
+        nums = [n for n in nums if n.end <= m.start()]
+    spans = _sentence_spans(text)
+
+    def sentence(n: Num) -> tuple[int, int]:
+        return next((s for s in spans if s[0] <= n.start < max(s[1], s[0] + 1)), spans[-1])
+
+    def in_parens(n: Num) -> bool:
+        return text[:n.start].count("(") > text[:n.start].count(")")
+
+    def in_question(n: Num) -> bool:
+        a, b = sentence(n)
+        return text[a:b].rstrip().endswith("?")
+
+    keep = list(nums)
+    # trailing asides after the answer: parentheticals ("(in 2023)") and questions
+    while len(keep) > 1 and (in_parens(keep[-1]) or in_question(keep[-1])):
+        keep.pop()
+    if len(keep) == 1 and in_question(keep[0]):
+        return None, "only a question"
+    if prompt:
+        pw = _words(prompt)
+        trigrams = {tuple(pw[i:i + 3]) for i in range(len(pw) - 2)}
+        prompt_values = {n.value for n in find_numbers(prompt)}
+        keep = [n for n in keep if not (n.value in prompt_values and _quoted(text, n, trigrams))]
+        if not keep:
+            return None, "restates the question"
+        # a quantity of the question restated after the answer, in the same sentence ("on his $80,000 house")
+        last_sentence = sentence(keep[-1])
+        while len(keep) > 1 and sentence(keep[-2]) == last_sentence and keep[-1].value in prompt_values:
+            head = text[last_sentence[0]:keep[-1].start]
+            if not _PREPOSITION_RE.search(head) or _RESULT_WORD_RE.search(head):
+                break
+            keep.pop()
+    last = keep[-1]
+    i = nums.index(last)
+    if i > 0 and _OR_GAP_RE.fullmatch(text[nums[i - 1].end:last.start]):  # "16, 17 or 18"
+        return None, "several answers"
+    return last.value, "last number"
+
+
+def extract_answer(response: str, prompt: str | None = None) -> tuple[Fraction | None, str]:
+    """(value, how): how is "marker", "last number", "several answers", "no number" or another reason."""
+    text = cut_run_on(response.replace("\u2212", "-"))
+    found = _marker_values(text) + _boxed_values(text)
+    first = _first_line_value(text)
+    if first is not None:
+        found.append(first)
     if found:
         if "several" in found or len(set(found)) > 1:
             return None, "several answers"
         return found[0], "marker"  # type: ignore[return-value]
-    nums = numbers(text)
-    if not nums:
-        return None, "no number"
-    return to_number(nums[-1]), "last number"
+    return _last_number(text, prompt)
 
 
 @register("gsm8k")
@@ -103,7 +230,7 @@ def verify_gsm8k(response: str, ground_truth: Any, prompt: str | None = None, **
     gold = gold_number(ground_truth)
     if prompt and copies_prompt(response, prompt):
         return VerifyResult(0.0, "response copies the prompt")
-    value, how = extract_answer(response)
+    value, how = extract_answer(response, prompt)
     if value is None:
         return VerifyResult(0.0, how)
     shown = str(value.numerator) if value.denominator == 1 else str(float(value))

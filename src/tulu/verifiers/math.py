@@ -22,10 +22,28 @@ from __future__ import annotations
 
 import logging
 import re
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 from tulu.verifiers.base import VerifyResult, copies_prompt, register
+from tulu.verifiers.math_forms import (
+    asks_order,
+    asks_rationalised,
+    decimals,
+    exact_value,
+    expand_pm,
+    is_decimal,
+    letter_choices,
+    parse_matrix,
+    prompt_moduli,
+    radical_in_denominator,
+    rounding_place,
+    rounds_to,
+    split_list,
+    strip_residue,
+    text_answer,
+)
 from tulu.verifiers.math_normalize import (
     THOUSANDS_RE,
     all_boxed,
@@ -34,7 +52,6 @@ from tulu.verifiers.math_normalize import (
     last_dollar_pair,
     minerva_answers,
     rewrite_repeating_decimals,
-    split_top_level,
     strip_dollars,
 )
 
@@ -89,8 +106,27 @@ def _prep(s: str) -> str:
     return s.replace("\\%", "").replace("%", "").strip()
 
 
-def atom_equal(cand: str, gold: str) -> bool:
-    """One answer against one gold answer (no list handling)."""
+def _sympy_rational(s: str) -> Fraction | None:
+    """The exact value of ``s`` when math-verify reads it as a rational constant (``2^{-1}``), else None."""
+    import sympy
+
+    parsed = _mv_parse(s)
+    if not parsed or not isinstance(parsed[0], sympy.Basic):
+        return None
+    e = parsed[0]
+    return Fraction(int(e.p), int(e.q)) if isinstance(e, sympy.Rational) else None
+
+
+def _is_constant(s: str) -> bool:
+    import sympy
+
+    parsed = _mv_parse(s)
+    return bool(parsed) and isinstance(parsed[0], sympy.Expr) and not parsed[0].free_symbols
+
+
+def atom_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
+    """One answer against one gold answer (no list handling). ``prompt`` tells whether rounding was asked
+    for and whether a rationalised form is demanded."""
     if not cand.strip():
         return False
     if hendrycks_normalize(cand) == hendrycks_normalize(gold):
@@ -102,9 +138,29 @@ def atom_equal(cand: str, gold: str) -> bool:
         return True
     if len(c) > MAX_SYMBOLIC_LEN or len(g) > MAX_SYMBOLIC_LEN:
         return False
+    # Exact answers need exact values: a decimal equals a number only when it is exactly equal, unless the
+    # problem asks for rounding (then it must be the gold rounded to the place asked for).
+    cv = exact_value(c)
+    if cv is not None:
+        gv = exact_value(g)
+        if gv is None and is_decimal(c):
+            gv = _sympy_rational(g)
+            if gv is None and _is_constant(g) and rounding_place(prompt) is None:
+                return False  # a decimal for an irrational exact answer (sqrt(2)/2, pi)
+        if gv is not None:
+            if cv == gv:
+                return True
+            place = rounding_place(prompt)
+            return (place is not None and is_decimal(c) and decimals(c) >= decimals(g)
+                    and rounds_to(c, gv, place))
+    if asks_rationalised(prompt) and radical_in_denominator(c):
+        return False
     if _mv_equal(c, g):
         return True
     return bool(_IMAG_RE.search(g)) and _complex_equal(c, g)
+
+
+_MONEY_FLAT_RE = re.compile(r"\\\$|\$|\\(?:text|mbox|mathrm)\{[^{}]*\}$")
 
 
 def _elements(s: str, allow_thousands: bool) -> list[str]:
@@ -112,24 +168,55 @@ def _elements(s: str, allow_thousands: bool) -> list[str]:
     s = re.sub(r"\\(?:text|mbox)\{\s*(?:or|and)\s*\}", ",", s)
     s = re.sub(r"\s(?:or|and)\s", ",", s)
     s = re.sub(r",\s*(?:or|and)\b", ",", s)
-    flat = s.replace(" ", "").replace("\\!", "").replace("{,}", ",")
+    flat = _MONEY_FLAT_RE.sub("", s.replace(" ", "").replace("\\!", "").replace("{,}", ","))
     if allow_thousands and THOUSANDS_RE.fullmatch(flat):
         return [s]
-    return [p for p in split_top_level(s) if p]
+    return [x for p in split_list(s) for x in expand_pm(p)]
+
+
+def _matrix_equal(cm: list[list[str]], gm: list[list[str]], prompt: str | None) -> bool:
+    if [len(r) for r in cm] != [len(r) for r in gm]:
+        return False
+    return all(atom_equal(c, g, prompt) for cr, gr in zip(cm, gm) for c, g in zip(cr, gr))
 
 
 def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
-    """Candidate answer against gold answer, with list-of-solutions handling (order-free, counts equal)."""
+    """Candidate answer against gold answer: residues, letter choices, word answers, matrices, then lists of
+    solutions (order-free with equal counts, in order when the problem asks for an order), then one
+    answer (``atom_equal``)."""
+    cand, gold = strip_dollars(cand), strip_dollars(gold)
+    gold, g_mod = strip_residue(gold)
+    cand, c_mod = strip_residue(cand)
+    if c_mod is not None:
+        allowed = ({g_mod} if g_mod else set()) | prompt_moduli(prompt)
+        if allowed and c_mod not in allowed:
+            return False  # the residue of another modulus
+    ordered = asks_order(prompt)
+    g_letters = letter_choices(gold)
+    if g_letters is not None:
+        c_letters = letter_choices(cand)
+        if c_letters is None:
+            return False
+        return c_letters == g_letters if ordered else sorted(c_letters) == sorted(g_letters)
+    g_text = text_answer(gold)
+    if g_text is not None:
+        return text_answer(cand) == g_text
+    g_matrix = parse_matrix(gold)
+    if g_matrix is not None:
+        c_matrix = parse_matrix(cand)
+        return _matrix_equal(c_matrix, g_matrix, prompt) if c_matrix is not None else atom_equal(cand, gold, prompt)
     gold_is_list = bool(prompt and _LIST_PROMPT_RE.search(prompt))
     g_el = _elements(gold, allow_thousands=not gold_is_list)
     c_el = _elements(cand, allow_thousands=len(g_el) == 1)
     if len(g_el) == 1 and len(c_el) == 1:
-        return atom_equal(cand, gold)
+        return atom_equal(c_el[0], g_el[0], prompt)
     if len(g_el) != len(c_el):
         return False
+    if ordered:
+        return all(atom_equal(c, g, prompt) for c, g in zip(c_el, g_el))
     left = list(c_el)
     for g in g_el:
-        hit = next((k for k, c in enumerate(left) if atom_equal(c, g)), None)
+        hit = next((k for k, c in enumerate(left) if atom_equal(c, g, prompt)), None)
         if hit is None:
             return False
         left.pop(hit)
