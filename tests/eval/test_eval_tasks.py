@@ -32,8 +32,11 @@ def test_gsm8k_prompt_and_score():
     msgs = t.messages(it)
     assert [m["role"] for m in msgs] == ["user", "assistant"] * 8 + ["user"]
     assert msgs[-1]["content"].endswith(it.prompt.strip())
-    assert t.score(it, [f"blah. The answer is {it.answer}."]) == {"exact_match": 1.0}
-    assert t.score(it, ["The answer is 123456."]) == {"exact_match": 0.0}
+    assert t.score(it, [f"blah. The answer is {it.answer}."]) == {"exact_match": 1.0, "exact_match_ref": 1.0}
+    assert t.score(it, ["The answer is 123456."]) == {"exact_match": 0.0, "exact_match_ref": 0.0}
+    # ours reads "The answer is 18" before a check; lm-eval's flexible-extract takes the last number
+    assert t.score(it, [f"The answer is {it.answer}. Check: {it.answer} / 2 = 9."]) == {"exact_match": 1.0,
+                                                                                         "exact_match_ref": 0.0}
 
 
 def test_math_macro_over_subjects():
@@ -48,6 +51,7 @@ def test_math_macro_over_subjects():
     agg = t.aggregate(items, scores)
     assert agg["flex_em_macro"].value == pytest.approx(50.0)  # (100 + 0) / 2 subjects
     assert agg["flex_em"].value == pytest.approx(75.0)
+    assert agg["flex_em_ref"].value == pytest.approx(75.0)  # math-verify agrees on these four
 
 
 def test_mmlu_cot_and_mc():

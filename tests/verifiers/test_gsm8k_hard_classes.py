@@ -149,3 +149,21 @@ def test_unusual_number_forms() -> None:
                                          ("two million three hundred thousand", 2_300_000), ("zero", 0)])
 def test_word_numbers(words: str, value: int) -> None:
     assert word_number(words) == value
+
+
+def test_reference_score_is_lm_eval_flexible_extract() -> None:
+    """``gsm8k_ref`` (reported next to ours in the eval) gives lm-eval's flexible-extract score."""
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters.extraction import RegexFilter
+
+    flex = RegexFilter(regex_pattern=r"(-?[$0-9.,]{2,})|(-?[0-9]+)", group_select=-1)
+    ignore = [",", "\\$", "(?s).*#### ", "\\.$"]
+    responses = [resp for cases in (CANDIDATE_LISTS, RESTATEMENTS, AFTER_THE_ANSWER, RUN_ONS, NUMBER_FORMS)
+                 for _, resp, _ in cases] + ["", "no number", "$1,234.00", "It is 18.", "#### 18", "-3."]
+    for gold in ("18", "3", "70000", "1234.00", "-3"):
+        for r in responses:
+            pred = list(flex.apply([[r]], [{}]))[0][0]
+            want = exact_match_hf_evaluate(predictions=[pred], references=[gold], regexes_to_ignore=ignore,
+                                           ignore_case=True, ignore_punctuation=False)["exact_match"]
+            assert verify("gsm8k_ref", r, gold).score == want, (r, gold)

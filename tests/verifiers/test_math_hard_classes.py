@@ -246,3 +246,22 @@ def test_few_shot_continuation_is_cut() -> None:
     # The model went on with a made-up next problem (the few-shot format); only the asked problem counts.
     assert verify("math", resp, item.answer, prompt=item.prompt).score == 1
     assert verify("math", resp.replace("\\boxed{44}", "\\boxed{43}"), item.answer).score == 0
+
+
+def test_answer_statements_beat_the_last_dollar_pair() -> None:
+    item = _items()["Number Theory/3"]
+
+    def score(resp: str) -> float:
+        return verify("math", resp, item.answer, prompt=item.prompt).score
+
+    # A statement names the answer; a check computed after it is not the answer.
+    assert score("The answer is $44$. To double-check: $17 \\cdot 44 = 748 = 9 \\cdot 83 + 1$.") == 1
+    assert score("Final answer: 44\nCheck: $17 \\cdot 44 = 748$.") == 1
+    assert score("The final answer is $43$. Check: $17 \\cdot 44 = 748$.") == 0
+    # A final statement offering several different values scores 0, as several boxes do.
+    assert score("The answer is $43$ or $44$.") == 0
+    assert score("The answer is $44$, $45$.") == 0
+    assert score("The final answer is $44$ or $44$.") == 1  # the same value twice is one answer
+    day = _items()["Number Theory/44"]
+    assert verify("math", "Counting back 40 years... The answer is Friday.", day.answer).score == 1
+    assert verify("math", "Counting back 40 years... Final answer: Saturday", day.answer).score == 0

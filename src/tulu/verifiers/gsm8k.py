@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from tulu.verifiers.base import VerifyResult, copies_prompt, register
+from tulu.verifiers.math_normalize import all_boxed, cut_run_on
 from tulu.verifiers.numbers import Num, find_numbers, parse_digits, word_number
 
 __all__ = ["extract_answer", "gold_number", "numbers", "to_number", "verify_gsm8k", "word_number"]
@@ -75,18 +76,8 @@ def gold_number(ground_truth: Any) -> Fraction:
     return value
 
 
-def cut_run_on(text: str, marker: str = "Question") -> str:
-    """Drop a few-shot continuation: everything from the first ``marker:`` that follows some text."""
-    for m in re.finditer(rf"\b{marker}\s*:", text):
-        if text[:m.start()].strip():
-            return text[:m.start()]
-    return text
-
-
 def _boxed_values(text: str) -> list[Fraction | str]:
     """Each ``\\boxed{...}``: its number, or the marker ``"several"`` when the box holds more than one."""
-    from tulu.verifiers.math_normalize import all_boxed
-
     out: list[Fraction | str] = []
     for box in all_boxed(text):
         inner = re.sub(r"\\(?:text|mbox|mathrm)\{[^{}]*\}", " ", box).replace("\\$", "").replace("\\%", "")
@@ -213,7 +204,7 @@ def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
 
 def extract_answer(response: str, prompt: str | None = None) -> tuple[Fraction | None, str]:
     """(value, how): how is "marker", "last number", "several answers", "no number" or another reason."""
-    text = cut_run_on(response.replace("\u2212", "-"))
+    text = cut_run_on(response.replace("\u2212", "-"), "Question")
     found = _marker_values(text) + _boxed_values(text)
     first = _first_line_value(text)
     if first is not None:
@@ -237,3 +228,32 @@ def verify_gsm8k(response: str, ground_truth: Any, prompt: str | None = None, **
     if value == gold:
         return VerifyResult(1.0, f"correct ({how})", shown)
     return VerifyResult(0.0, f"wrong answer ({how})", shown)
+
+
+# ------------------------------------------------------------------------------ reference-compatible score
+
+_REF_FLEX_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_REF_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
+
+
+def _ref_normalise(s: str) -> str:
+    for pat in _REF_IGNORE:
+        s = pat.sub("", s)
+    return s.lower()
+
+
+@register("gsm8k_ref")
+def verify_gsm8k_reference(response: str, ground_truth: Any, **_: Any) -> VerifyResult:
+    """The reference-compatible GSM8K score: lm-eval's ``gsm8k-cot`` "flexible-extract" rule as its task
+    config states it. The last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` is the answer; answer and gold lose
+    commas, ``$``, everything up to ``#### `` and one final period, are lowercased and compared as strings.
+    The eval reports it next to ``gsm8k`` so that scores stay comparable with published lm-eval numbers."""
+    found = _REF_FLEX_RE.findall(response)
+    pred = "[invalid]"
+    if found:
+        groups = [g for g in found[-1] if g]
+        pred = groups[0].strip() if groups else pred
+    gold = _ref_normalise(str(ground_truth))
+    ok = _ref_normalise(pred) == gold
+    return VerifyResult(float(ok), "correct (lm-eval flexible-extract)" if ok else "wrong (lm-eval flexible-extract)",
+                        pred)

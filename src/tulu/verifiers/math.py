@@ -47,6 +47,8 @@ from tulu.verifiers.math_forms import (
 from tulu.verifiers.math_normalize import (
     THOUSANDS_RE,
     all_boxed,
+    answer_statements,
+    cut_run_on,
     hendrycks_normalize,
     last_boxed,
     last_dollar_pair,
@@ -242,10 +244,15 @@ def gold_answer(ground_truth: Any) -> list[str]:
 
 
 def flex_candidates(response: str) -> tuple[list[str], str]:
-    """(candidates, where they came from): all boxes and Minerva phrases, else the last ``$...$`` pair."""
+    """(candidates, where they came from): all boxes and Minerva phrases; else every "the answer is X" /
+    "final answer: X"; else the last ``$...$`` pair. A few-shot continuation ("Problem: ...") is cut first."""
+    response = cut_run_on(response, "Problem")
     explicit = [strip_dollars(c) for c in all_boxed(response) + minerva_answers(response)]
     if explicit:
         return explicit, "explicit"
+    stated = [strip_dollars(c) for c in answer_statements(response)]
+    if stated:
+        return stated, "statement"
     last = last_dollar_pair(response)
     return ([last] if last else []), "dollars"
 
@@ -293,5 +300,23 @@ def verify_math_strict(response: str, ground_truth: Any, prompt: str | None = No
     golds = gold_answer(ground_truth)
     if prompt and copies_prompt(response, prompt):
         return VerifyResult(0.0, "response copies the prompt")
-    cands = [strip_dollars(c) for c in minerva_answers(response)]
+    cands = [strip_dollars(c) for c in minerva_answers(cut_run_on(response, "Problem"))]
     return score_candidates(cands, golds, prompt, "minerva")
+
+
+@register("math_ref")
+def verify_math_reference(response: str, ground_truth: Any, **_: Any) -> VerifyResult:
+    """The reference-compatible MATH score: lm-eval ``minerva_math``'s "math_verify" metric, math-verify's
+    ``verify(parse(gold solution), parse(whole response))``. ``ground_truth`` is the gold solution (its last
+    ``\\boxed{}`` is the answer) or a bare answer, which is boxed first. It accepts what our ``math`` verifier
+    refuses on purpose (several different boxes read as a set, truncated decimals, a different word); the
+    eval reports it next to ``math`` so that scores stay comparable with published numbers."""
+    from math_verify import parse, verify as mv_verify
+
+    gold = str(ground_truth)
+    if "\\boxed" not in gold and "\\fbox" not in gold:
+        gold = f"$\\boxed{{{gold}}}$"
+    g = parse(gold, parsing_timeout=None)
+    c = parse(response, parsing_timeout=None)
+    ok = bool(g) and bool(c) and bool(mv_verify(g, c, timeout_seconds=None))
+    return VerifyResult(float(ok), "correct (math-verify)" if ok else "wrong (math-verify)")

@@ -65,6 +65,43 @@ def minerva_answers(text: str) -> list[str]:
     return [f.rstrip(".").strip() for f in found if f.rstrip(".").strip()]
 
 
+def cut_run_on(text: str, marker: str = "Problem") -> str:
+    """Drop a few-shot continuation: everything from the first ``marker:`` that follows some text (the
+    model writing the next "Problem:" / "Question:" of the few-shot format itself; lm-eval stops generating
+    there)."""
+    for m in re.finditer(rf"\b{marker}\s*:", text):
+        if text[:m.start()].strip():
+            return text[:m.start()]
+    return text
+
+
+_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_STATEMENT_RE = re.compile(r"\bfinal\s+answer\s*(?:is\b|:)|\bthe\s+answer\s+is\b", re.IGNORECASE)
+
+
+def answer_statements(text: str) -> list[str]:
+    """Answers stated in words: "The answer is $X$", "Final answer: X" (X a ``$...$`` / ``\\(...\\)`` span,
+    or up to six words up to the end of the sentence)."""
+    out = []
+    for m in _STATEMENT_RE.finditer(text):
+        rest = text[m.end():m.end() + 400].lstrip(" :*\t")
+        math = _MATH_SPAN_RE.match(rest)
+        if math:
+            # "The answer is $3$ or $5$": every span of the statement is a candidate (several values score 0)
+            while math:
+                out.append(next(g for g in math.groups() if g is not None).strip())
+                rest = rest[math.end():]
+                joint = re.match(r"\s*(?:,|;|\bor\b|\band\b)\s*", rest)
+                math = _MATH_SPAN_RE.match(rest[joint.end():]) if joint else None
+                if joint and math:
+                    rest = rest[joint.end():]
+            continue
+        plain = re.match(r"([^\n$]{1,80}?)\s*(?:\.\s|\.$|\n|$)", rest)
+        if plain and len(plain.group(1).split()) <= 6 and plain.group(1).strip():
+            out.append(plain.group(1).strip().rstrip("."))
+    return out
+
+
 def last_dollar_pair(text: str) -> str | None:
     """Text between the last pair of ``$`` signs (``$$`` counts as one delimiter), or None."""
     parts = re.split(r"(?<!\\)\$\$?", text)

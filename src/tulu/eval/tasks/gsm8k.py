@@ -30,4 +30,7 @@ class GSM8K(Task):
         return few_shot_turns(shots, fmt_q=gsm8k_question) + [user(gsm8k_question(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
-        return {"exact_match": verify("gsm8k", responses[0], item.answer).score}
+        # exact_match: our verifier (stricter and wiser than the reference, docs/verifiers.md);
+        # exact_match_ref: lm-eval's flexible-extract rule, comparable with published numbers
+        return {"exact_match": verify("gsm8k", responses[0], item.answer, prompt=item.prompt).score,
+                "exact_match_ref": verify("gsm8k_ref", responses[0], item.answer).score}

@@ -32,7 +32,10 @@ class MinervaMath(Task):
         return few_shot_turns(shots, fmt_q=math_problem) + [user(math_problem(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
-        return {"flex_em": verify("math", responses[0], item.answer).score}
+        # flex_em: our verifier (stricter and wiser than the reference, docs/verifiers.md);
+        # flex_em_ref: lm-eval minerva_math's math_verify metric, comparable with published numbers
+        return {"flex_em": verify("math", responses[0], item.answer, prompt=item.prompt).score,
+                "flex_em_ref": verify("math_ref", responses[0], item.meta.get("solution") or item.answer).score}
 
     def aggregate(self, items, scores):
         groups: dict[str, list[float]] = {}
@@ -44,6 +47,14 @@ class MinervaMath(Task):
         for g, vals in sorted(groups.items()):
             m, se = mean_stderr(vals)
             out[f"flex_em/{g}"] = Metric(100 * m, 100 * se)
+        if scores and "flex_em_ref" in scores[0]:
+            ref_groups: dict[str, list[float]] = {}
+            for it, s in zip(items, scores):
+                ref_groups.setdefault(it.meta.get("subject") or "all", []).append(s["flex_em_ref"])
+            ref_macro, ref_se = macro_mean_stderr(ref_groups)
+            out["flex_em_ref_macro"] = Metric(100 * ref_macro, 100 * ref_se)
+            m, se = mean_stderr([s["flex_em_ref"] for s in scores])
+            out["flex_em_ref"] = Metric(100 * m, 100 * se)
         return out
 
 
@@ -56,5 +67,8 @@ class Math500(MinervaMath):
     description = "MATH-500, 4-shot Minerva CoT, greedy, flex exact match"
 
     def aggregate(self, items, scores):
-        m, se = mean_stderr([s["flex_em"] for s in scores])
-        return {"flex_em": Metric(100 * m, 100 * se)}
+        out = {}
+        for key in [k for k in ("flex_em", "flex_em_ref") if scores and k in scores[0]]:
+            m, se = mean_stderr([s[key] for s in scores])
+            out[key] = Metric(100 * m, 100 * se)
+        return out
