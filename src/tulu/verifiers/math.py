@@ -1,20 +1,27 @@
 """MATH answers: the "flex" verifier of Tulu 3 (``math``) and the Minerva-phrase-only variant (``math_strict``).
 
-Candidates (flex): every ``\\boxed{}`` and every Minerva phrase "Final Answer: The final answer is X. I hope it
-is correct." in the response; only when there is none of these, the text between the last pair of ``$``.
+Candidates (flex), after a few-shot continuation ("Problem: ...") is cut: every ``\\boxed{}`` and every Minerva
+phrase "Final Answer: The final answer is X. I hope it is correct."; if there is none, every "the answer is
+X" / "final answer: X" statement; only when there is none of these, the text between the last pair of ``$``.
 A response scores 1 when **every** candidate is equivalent to the gold answer: several different final
 answers never earn a reward (Tulu 3 looks at the last box only; math-verify on a whole response reads
-two boxes as a set). Equivalence: equal after Hendrycks normalisation, or equal under math-verify, with
-these corrections of its known failure modes (DESIGN.md §4):
+two boxes as a set). Equivalence (``math_equal``): residues (``\\pmod{n}``), letter choices, word answers
+(compared as text), matrices (entry by entry), lists (``\\{...\\}`` sets, ``\\pm`` roots; order-free unless the
+problem asks for an order), then one answer: equal after Hendrycks normalisation, exactly equal as numbers
+(a decimal equals a fraction only when exactly equal, unless the problem asks for rounding), or equal
+under math-verify, with these corrections of its known failure modes:
 
-* lists of solutions are compared element by element, order-free, with equal counts ("70,110" is a list
-  when the prompt asks for several solutions, a number otherwise; "3 or 5" is a list of two);
+* lists of solutions are compared element by element with equal counts ("70,110" is a list when the prompt
+  asks for several solutions, a number otherwise; "3 or 5" is a list of two);
 * percent signs are dropped on both sides, so ``10\\%`` matches ``10`` but never ``0.1``;
 * ``i`` is the imaginary unit when the gold is complex (math-verify keeps it a symbol);
-* repeating decimals ``0.\\overline{3}`` are exact fractions (math-verify reads them as 0).
+* repeating decimals ``0.\\overline{3}`` are exact fractions (math-verify reads them as 0);
+* float rounding: math-verify accepts ``0.3333333`` for 1/3; here exact values need exact answers.
 
-Optional keyword ``prompt``: when given, a candidate that merely repeats a ``$...$`` expression of the prompt
-(an unevaluated "\\dbinom{8}{4}") does not count, nor does a response that copies the prompt.
+Optional keyword ``prompt`` (the problem text): when given, a candidate that merely repeats a ``$...$``
+expression of the prompt (an unevaluated "\\dbinom{8}{4}") does not count, nor does a response that copies the
+prompt; it also tells whether an order, rounding or a rationalised denominator is asked for. The answer-form
+rules are in ``math_forms``. ``math_ref`` is the reference-compatible score (lm-eval's math-verify metric).
 Every math-verify call runs with its own timeouts off; the caller's ``time_limit`` (``verify()``) bounds it.
 """
 
