@@ -35,8 +35,8 @@ def test_gsm8k_prompt_and_score():
     assert t.score(it, [f"blah. The answer is {it.answer}."]) == {"exact_match": 1.0, "exact_match_ref": 1.0}
     assert t.score(it, ["The answer is 123456."]) == {"exact_match": 0.0, "exact_match_ref": 0.0}
     # ours reads "The answer is 18" before a check; lm-eval's flexible-extract takes the last number
-    assert t.score(it, [f"The answer is {it.answer}. Check: {it.answer} / 2 = 9."]) == {"exact_match": 1.0,
-                                                                                         "exact_match_ref": 0.0}
+    check = f"The answer is {it.answer}. Check: {it.answer} / 2 = 9."
+    assert t.score(it, [check]) == {"exact_match": 1.0, "exact_match_ref": 0.0}
 
 
 def test_math_macro_over_subjects():

@@ -47,11 +47,11 @@ CANDIDATE_LISTS = [
 
 RESTATEMENTS = [
     # problem 4, gold 20: the question's last number is 20 (the size of the flock)
-    ("4", "Wendi feeds each chicken three cups of feed in three meals. She gave 15 cups in the morning and 25 "
+    ("4", ("Wendi feeds each chicken three cups of feed in three meals. She gave 15 cups in the morning and 25 "
           "cups in the afternoon. We need the cups for the final meal if the size of Wendi's flock is 20 "
-          "chickens.", 0),  # a restatement: no answer is given
-    ("4", "How many cups of feed does she need to give her chickens in the final meal of the day if the size "
-          "of Wendi's flock is 20 chickens?", 0),  # the question itself
+          "chickens."), 0),  # a restatement: no answer is given
+    ("4", ("How many cups of feed does she need to give her chickens in the final meal of the day if the size "
+          "of Wendi's flock is 20 chickens?"), 0),  # the question itself
     ("4", "20 chickens * 3 cups = 60 cups. 60 - 15 - 25 = 20 cups in the final meal.", 1),
     # problem 221, gold 90: "Celine used 90 liters"
     ("221", "A water tank is filled with 120 liters of water, and Celine used 90 liters of water from the tank.",
@@ -76,8 +76,8 @@ AFTER_THE_ANSWER = [
     ("3", "James runs 540 meters per week (his plan for 2024).", 1),
     ("3", "James runs 450 meters per week (his plan for 2024).", 0),
     # a quantity restated from the question (problem 2, gold 70000; problem 3, gold 540)
-    ("2", "The house is worth 80,000 * 2.5 = 200,000, so the profit is 200,000 - 130,000 = $70,000 on his "
-          "$80,000 house.", 1),
+    ("2", ("The house is worth 80,000 * 2.5 = 200,000, so the profit is 200,000 - 130,000 = $70,000 on his "
+          "$80,000 house."), 1),
     ("3", "So James runs 540 meters in total from his 3 sprints.", 1),
     ("3", "So James runs 450 meters in total from his 3 sprints.", 0),
     # a derived count after "The answer is N" (problem 0, gold 18)
@@ -90,8 +90,8 @@ AFTER_THE_ANSWER = [
 
 RUN_ONS = [
     # the model writes the next few-shot "Question:" itself (problem 0, gold 18)
-    ("0", "She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = $18.\n\nQuestion: A farmer has 20 cows and buys 5 more. How "
-          "many cows?\nAnswer: 20 + 5 = 25. The answer is 25.", 1),
+    ("0", ("She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = $18.\n\nQuestion: A farmer has 20 cows and buys 5 more. How "
+          "many cows?\nAnswer: 20 + 5 = 25. The answer is 25."), 1),
     ("0", "16 - 3 - 4 = 9, 9 * 2 = 18. The answer is 18.\nQuestion: Tom has 4 apples. How many? Answer: 4", 1),
     ("0", "She sells 9 eggs for $2 each: 9 * 2 = 17.\n\nQuestion: What is 9 + 9?\nAnswer: The answer is 18.", 0),
     # problem 1 (robe), gold 3
@@ -163,7 +163,7 @@ def test_reference_score_is_lm_eval_flexible_extract() -> None:
                  for _, resp, _ in cases] + ["", "no number", "$1,234.00", "It is 18.", "#### 18", "-3."]
     for gold in ("18", "3", "70000", "1234.00", "-3"):
         for r in responses:
-            pred = list(flex.apply([[r]], [{}]))[0][0]
+            pred = next(iter(flex.apply([[r]], [{}])))[0]
             want = exact_match_hf_evaluate(predictions=[pred], references=[gold], regexes_to_ignore=ignore,
                                            ignore_case=True, ignore_punctuation=False)["exact_match"]
             assert verify("gsm8k_ref", r, gold).score == want, (r, gold)

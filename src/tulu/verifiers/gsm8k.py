@@ -34,21 +34,24 @@ from tulu.verifiers.numbers import Num, find_numbers, parse_digits, word_number
 __all__ = ["extract_answer", "gold_number", "numbers", "to_number", "verify_gsm8k", "word_number"]
 
 NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?<![\w.\d])-?\.\d+")
-_MARKER_RE = re.compile(r"####|\b(?:the\s+)?(?:final\s+)?answer\s*\**\s*(?:is|:|=)\s*(?:equal\s+to\s+)?", re.I)
+_MARKER_RE = re.compile(r"####|\b(?:the\s+)?(?:final\s+)?answer\s*\**\s*(?:is|:|=)\s*(?:equal\s+to\s+)?",
+                        re.IGNORECASE)
 _EXPLANATION_RE = re.compile(r"\b(?:Explanation|Reasoning|Justification|Here's why|Here is why|Here's how|"
-                             r"Here is how)\s*[:\-]", re.I)
-_FIRST_LINE_RE = re.compile(r"\s*[*_]*[ \t]*(?:\\\$|\$)?[ \t]*(?P<num>-?\d[\d,. ]*\d|\d)[ \t]*(?:[A-Za-z]+[ \t]*){0,2}"
-                            r"[*_.]*[ \t]*\n")
+                             r"Here is how)\s*[:\-]", re.IGNORECASE)
+_FIRST_LINE_RE = re.compile(r"\s*[*_]*[ \t]*(?:\\\$|\$)?[ \t]*(?P<num>-?\d[\d,. ]*\d|\d)[ \t]*"
+                            r"(?:[A-Za-z]+[ \t]*){0,2}[*_.]*[ \t]*\n")
 _OP_AFTER_RE = re.compile(r"\s*(?:[-+*/\u00d7\u00f7x]|\\times|\\cdot)\s*\(?\s*\$?\d")
 # between two numbers of a list of alternatives: "17 or 18", "$17 or $18", "16, 17, or 18", "5 dollars, 6"
-_ALT_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b|,\s*or\b|,\s*and\b)\s*\\?\$?\s*")
+_ALT_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b|,\s*or\b|,\s*and\b)"
+                         r"\s*\\?\$?\s*")
 _OR_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\s*)?,?\s*\bor\s*\\?\$?\s*")
 _LIST_END_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*)?(?:[.!\n)]|$)")
 _PREPOSITION_RE = re.compile(r"\b(?:of|from|on|for|with|in|at|by|per|over|after|than|out\s+of)\s+"
-                             r"(?:(?:his|her|their|its|the|a|all|each|every|those|these|that|this|our|my)\s+)?"
-                             r"(?:[a-z]+\s+)?\\?\$?\s*$", re.I)
-_RESULT_WORD_RE = re.compile(r"(?:=|\b(?:total|sum|altogether|is|are|was|were|be|makes|made|earns|pays|gets|has))"
-                             r"\s*(?:of\s+)?\\?\$?\s*$", re.I)
+                             r"(?:(?:his|her|their|its|the|a|all|each|every|those|these|that|this|our|my)"
+                             r"\s+)?"
+                             r"(?:[a-z]+\s+)?\\?\$?\s*$", re.IGNORECASE)
+_RESULT_WORD_RE = re.compile(r"(?:=|\b(?:total|sum|altogether|is|are|was|were|be|makes|made|earns|pays|"
+                             r"gets|has))\s*(?:of\s+)?\\?\$?\s*$", re.IGNORECASE)
 
 
 def to_number(token: str) -> Fraction | None:
@@ -152,7 +155,8 @@ def _quoted(text: str, n: Num, prompt_trigrams: set[tuple[str, ...]]) -> bool:
     val = str(n.value.numerator) if n.value.denominator == 1 else str(float(n.value))
     seq = [*before, val, *after]
     k = len(before)
-    return any(tuple(seq[i:i + 3]) in prompt_trigrams for i in range(max(0, k - 2), k + 1) if i + 3 <= len(seq))
+    windows = (tuple(seq[i:i + 3]) for i in range(max(0, k - 2), k + 1) if i + 3 <= len(seq))
+    return any(w in prompt_trigrams for w in windows)
 
 
 def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
@@ -160,7 +164,7 @@ def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
     if not nums:
         return None, "no number"
     m = _EXPLANATION_RE.search(text)
-    if m and len({n.value for n in nums if n.end <= m.start()}) == 1:  # the answer first, then its explanation
+    if m and len({n.value for n in nums if n.end <= m.start()}) == 1:  # the answer, then its explanation
         text = text[:m.start()]
         nums = [n for n in nums if n.end <= m.start()]
     spans = _sentence_spans(text)
@@ -255,5 +259,4 @@ def verify_gsm8k_reference(response: str, ground_truth: Any, **_: Any) -> Verify
         pred = groups[0].strip() if groups else pred
     gold = _ref_normalise(str(ground_truth))
     ok = _ref_normalise(pred) == gold
-    return VerifyResult(float(ok), "correct (lm-eval flexible-extract)" if ok else "wrong (lm-eval flexible-extract)",
-                        pred)
+    return VerifyResult(float(ok), f"{'correct' if ok else 'wrong'} (lm-eval flexible-extract)", pred)

@@ -67,7 +67,7 @@ from tulu.verifiers.math_normalize import (
 MAX_CANDIDATES = 16  # more distinct final answers than this is a shotgun, not an answer
 MAX_SYMBOLIC_LEN = 400  # longer strings are compared as strings only (sympy on them can take minutes)
 _LIST_PROMPT_RE = re.compile(r"separated by commas|separate(d)? (them|your answers) (with|by) commas|"
-                             r"enter all|all (the )?(possible )?(solutions|roots|values)", re.I)
+                             r"enter all|all (the )?(possible )?(solutions|roots|values)", re.IGNORECASE)
 _IMAG_RE = re.compile(r"(?<![a-zA-Z\\])i(?![a-zA-Z])")
 
 
@@ -213,7 +213,9 @@ def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
     g_matrix = parse_matrix(gold)
     if g_matrix is not None:
         c_matrix = parse_matrix(cand)
-        return _matrix_equal(c_matrix, g_matrix, prompt) if c_matrix is not None else atom_equal(cand, gold, prompt)
+        if c_matrix is None:
+            return atom_equal(cand, gold, prompt)
+        return _matrix_equal(c_matrix, g_matrix, prompt)
     gold_is_list = bool(prompt and _LIST_PROMPT_RE.search(prompt))
     g_el = _elements(gold, allow_thousands=not gold_is_list)
     c_el = _elements(cand, allow_thousands=len(g_el) == 1)
@@ -233,7 +235,7 @@ def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
 
 
 def _prompt_spans(prompt: str) -> set[str]:
-    spans = re.findall(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?", prompt, re.S)
+    spans = re.findall(r"(?<!\\)\$\$?(.+?)(?<!\\)\$\$?", prompt, re.DOTALL)
     return {hendrycks_normalize(s) for s in spans if s.strip()}
 
 
@@ -318,7 +320,8 @@ def verify_math_reference(response: str, ground_truth: Any, **_: Any) -> VerifyR
     ``\\boxed{}`` is the answer) or a bare answer, which is boxed first. It accepts what our ``math`` verifier
     refuses on purpose (several different boxes read as a set, truncated decimals, a different word); the
     eval reports it next to ``math`` so that scores stay comparable with published numbers."""
-    from math_verify import parse, verify as mv_verify
+    from math_verify import parse
+    from math_verify import verify as mv_verify
 
     gold = str(ground_truth)
     if "\\boxed" not in gold and "\\fbox" not in gold:

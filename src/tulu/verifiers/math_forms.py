@@ -7,8 +7,8 @@ Pure string / ``Fraction`` functions, no sympy: the ``math`` verifier calls them
 * ``letter_choices`` -- multiple-choice letters, plain or inside ``\\text{(A)}``, as a list.
 * ``exact_value`` -- the exact rational value of a number written as an integer, a decimal (thousands
   commas, cents, dollar sign), a fraction or a mixed number; None for anything symbolic.
-* ``parse_matrix`` -- the entries of a ``pmatrix`` / ``bmatrix`` / ``Bmatrix`` / ``matrix`` (a ``vmatrix`` is a
-  determinant and stays a scalar).
+* ``parse_matrix`` -- the entries of a ``pmatrix`` / ``bmatrix`` / ``Bmatrix`` / ``matrix`` (a ``vmatrix``
+  is a determinant and stays a scalar).
 * ``strip_residue`` -- ``x \\equiv 44 \\pmod{83}`` -> ("44", "83").
 * ``expand_pm`` -- ``1 \\pm \\sqrt{5}`` -> the two roots.
 * what the problem text asks for: an order, rounding (and to which place), a rationalised denominator.
@@ -24,24 +24,26 @@ from tulu.verifiers.math_normalize import _braced, _fix_fracs, split_top_level
 # ------------------------------------------------------------------------------------------ the problem text
 
 _ORDER_RE = re.compile(
-    r"\b(?:in|by|with)\s+(?:strictly\s+)?(?:increasing|decreasing|ascending|descending|alphabetical|numerical|"
+    r"\b(?:in|by|with)\s+(?:strictly\s+)?(?:increasing|decreasing|ascending|descending|alphabetical|"
+    r"numerical|"
     r"the\s+same|the\s+given|that)\s+order\b|"
     r"\bfrom\s+(?:the\s+)?(?:least|smallest|lowest|greatest|largest|highest|biggest)\s+to\s+(?:the\s+)?"
     r"(?:least|smallest|lowest|greatest|largest|highest|biggest)\b|"
     r"\b(?:order(?:ed)?|list(?:ed)?|arrange[d]?)\s+(?:them\s+|the\s+\w+\s+)?from\b|\bin\s+order\s+from\b",
-    re.I,
+    re.IGNORECASE,
 )
-_ROUND_RE = re.compile(r"\bround|\bto\s+the\s+nearest\b|\bapproximat|\bestimate|\bsignificant\s+figures?|\bdecimal\s+places?",
-                       re.I)
+_ROUND_RE = re.compile(r"\bround|\bto\s+the\s+nearest\b|\bapproximat|\bestimate|\bsignificant\s+figures?|"
+                       r"\bdecimal\s+places?",
+                       re.IGNORECASE)
 _PLACES = {"whole number": 0, "integer": 0, "one": 0, "unit": 0, "tenth": 1, "hundredth": 2, "cent": 2,
            "thousandth": 3, "ten-thousandth": 4, "ten thousandth": 4, "hundred-thousandth": 5}
 _PLACE_RE = re.compile(r"nearest\s+(whole number|integer|one|unit|ten[- ]thousandth|hundred-thousandth|tenth|"
-                       r"hundredth|thousandth|cent)", re.I)
-_RATIONALISE_RE = re.compile(r"rationali[sz]e|rational\s+denominator|(?:integer|rational)\s+denominator", re.I)
+                       r"hundredth|thousandth|cent)", re.IGNORECASE)
+_RATIONALISE_RE = re.compile(r"rationali[sz]e|(?:integer|rational)\s+denominator", re.IGNORECASE)
 
 
 def asks_order(prompt: str | None) -> bool:
-    """The problem asks for its several answers in an order ("in increasing order", "from least to greatest")."""
+    """The problem asks for its answers in an order ("in increasing order", "from least to greatest")."""
     return bool(prompt and _ORDER_RE.search(prompt))
 
 
@@ -118,7 +120,7 @@ def letter_choices(s: str) -> list[str] | None:
 _SPACES_RE = re.compile(r"\\[,;:! ]|\s+|\\left|\\right")
 _NUM = r"-?(?:\d+(?:\.\d*)?|\.\d+)"
 _FRAC_RE = re.compile(rf"(-?)\\frac\{{({_NUM})\}}\{{({_NUM})\}}")
-_MIXED_RE = re.compile(rf"(-?\d+)\\frac\{{(\d+)\}}\{{(\d+)\}}")
+_MIXED_RE = re.compile(r"(-?\d+)\\frac\{(\d+)\}\{(\d+)\}")
 _SLASH_RE = re.compile(rf"({_NUM})/({_NUM})")
 _UNIT_RE = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}$|\^\{?\\circ\}?$")
 _DECIMAL_RE = re.compile(r"-?(?:\d+\.\d*|\.\d+)")
@@ -184,7 +186,7 @@ def rounds_to(cand: str, gold: Fraction, place: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------ matrices
 
-_MATRIX_RE = re.compile(r"\\begin\{([pbB]?matrix|smallmatrix)\}(.*?)\\end\{\1\}", re.S)
+_MATRIX_RE = re.compile(r"\\begin\{([pbB]?matrix|smallmatrix)\}(.*?)\\end\{\1\}", re.DOTALL)
 
 
 def parse_matrix(s: str) -> list[list[str]] | None:
@@ -204,7 +206,8 @@ def parse_matrix(s: str) -> list[list[str]] | None:
 
 # -------------------------------------------------------------------------------------------------- residues
 
-_MOD_RE = re.compile(r"\s*(?:\\pmod\s*\{([^{}]*)\}|\\pmod\s*(\w+)|\(\s*\\(?:bmod|mod)\s*\{?([^{}()]*?)\}?\s*\)|"
+_MOD_RE = re.compile(r"\s*(?:\\pmod\s*\{([^{}]*)\}|\\pmod\s*(\w+)|"
+                     r"\(\s*\\(?:bmod|mod)\s*\{?([^{}()]*?)\}?\s*\)|"
                      r"\\(?:bmod|mod)\s*\{([^{}]*)\}|\\(?:bmod|mod)\s*(\w+)|"
                      r"\(\s*\\text\{\s*mod\s*\}\s*\{?([^{}()]*?)\}?\s*\))\s*$")
 

@@ -9,14 +9,15 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i >= 2}
+_UNITS = {w: i for i, w in enumerate([
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"])}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate(
+    ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"])}
 _SCALES = {"thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
 _WORD = r"(?:" + "|".join(sorted([*_UNITS, *_TENS, "hundred", *_SCALES], key=len, reverse=True)) + r")"
 _AND = r"(?:(?<=hundred)|(?<=thousand)|(?<=million)|(?<=billion))\s+and\s+"  # "one hundred and five"
-WORDS_RE = re.compile(rf"\b{_WORD}(?:(?:{_AND}|[\s-]+){_WORD})*\b", re.I)
+WORDS_RE = re.compile(rf"\b{_WORD}(?:(?:{_AND}|[\s-]+){_WORD})*\b", re.IGNORECASE)
 
 # digits: "1,234.5", "1 000" (a space, no-break or thin space before each group of exactly three), ".5";
 # then an optional "k" / scale word

@@ -34,8 +34,9 @@ class MinervaMath(Task):
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
         # flex_em: our verifier (stricter and wiser than the reference, docs/verifiers.md);
         # flex_em_ref: lm-eval minerva_math's math_verify metric, comparable with published numbers
+        solution = item.meta.get("solution") or item.answer
         return {"flex_em": verify("math", responses[0], item.answer, prompt=item.prompt).score,
-                "flex_em_ref": verify("math_ref", responses[0], item.meta.get("solution") or item.answer).score}
+                "flex_em_ref": verify("math_ref", responses[0], solution).score}
 
     def aggregate(self, items, scores):
         groups: dict[str, list[float]] = {}
