@@ -37,6 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import yaml  # noqa: E402
 
 from tulu.data.benchmarks import load_benchmark, package_dir  # noqa: E402
+from tulu.verifiers.base import verify  # noqa: E402
 
 TASKS = ("gsm8k", "math", "ifeval", "mmlu_mc")
 
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             for metric, vals in ref.items():
                 for key in [k for k in ("flex_em", "flex_em_ref") if k in ours[0]]:
                     rows.append(("math", compare(f"{key} vs lm-eval {metric}", [o[key] for o in ours], vals)))
+            # like for like with lm-eval's exact_match (Minerva phrase only): our math_strict verifier
+            strict = [verify("math_strict", r, it.answer).score for it, r in zip(items, responses)]
+            rows.append(("math", compare("math_strict vs lm-eval exact_match", strict, ref["exact_match"])))
         elif task.name == "mmlu_mc":
             ref = lm_eval_mmlu(responses, [it.answer for it in items])
             t_ref += time.perf_counter() - ts
