@@ -34,8 +34,8 @@ from tulu.verifiers.numbers import Num, find_numbers, parse_digits, word_number
 __all__ = ["extract_answer", "gold_number", "numbers", "to_number", "verify_gsm8k", "word_number"]
 
 NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?<![\w.\d])-?\.\d+")
-_MARKER_RE = re.compile(r"####|\b(?:the\s+)?(?:final\s+)?answer\s*\**\s*(?:is|:|=)\s*(?:equal\s+to\s+)?",
-                        re.IGNORECASE)
+# "the" / "final" before "answer" change nothing about where the answer starts, so they are not matched
+_MARKER_RE = re.compile(r"####|\banswer\s*\**\s*(?:is|:|=)\s*(?:equal\s+to\s+)?", re.IGNORECASE)
 _EXPLANATION_RE = re.compile(r"\b(?:Explanation|Reasoning|Justification|Here's why|Here is why|Here's how|"
                              r"Here is how)\s*[:\-]", re.IGNORECASE)
 _FIRST_LINE_RE = re.compile(r"\s*[*_]*[ \t]*(?:\\\$|\$)?[ \t]*(?P<num>-?\d[\d,. ]*\d|\d)[ \t]*"
@@ -109,6 +109,8 @@ def _offers_alternatives(text: str, nums: list[Num], k: int, end: int) -> bool:
 
 def _marker_values(text: str) -> list[Fraction | str]:
     found: list[Fraction | str] = []
+    if "####" not in text and "answer" not in text.lower():
+        return found
     for m in _MARKER_RE.finditer(text):
         end = _sentence_end(text, m.end())
         seg = text[m.end():end]

@@ -138,12 +138,14 @@ def atom_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
     for and whether a rationalised form is demanded."""
     if not cand.strip():
         return False
-    if hendrycks_normalize(cand) == hendrycks_normalize(gold):
+    key = hendrycks_normalize(gold)
+    if key and hendrycks_normalize(cand) == key:  # (a bare "\\text{word}" normalises to "": no shortcut)
         return True
     c, g = _prep(cand), _prep(gold)
     if not c or not g:
         return False
-    if hendrycks_normalize(c) == hendrycks_normalize(g):
+    key = hendrycks_normalize(g)
+    if key and hendrycks_normalize(c) == key:
         return True
     if len(c) > MAX_SYMBOLIC_LEN or len(g) > MAX_SYMBOLIC_LEN:
         return False
@@ -194,6 +196,9 @@ def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
     solutions (order-free with equal counts, in order when the problem asks for an order), then one
     answer (``atom_equal``)."""
     cand, gold = strip_dollars(cand), strip_dollars(gold)
+    key = hendrycks_normalize(gold)
+    if key and hendrycks_normalize(cand) == key:  # the same answer written the same way
+        return True
     gold, g_mod = strip_residue(gold)
     cand, c_mod = strip_residue(cand)
     if c_mod is not None:

@@ -69,6 +69,8 @@ def cut_run_on(text: str, marker: str = "Problem") -> str:
     """Drop a few-shot continuation: everything from the first ``marker:`` that follows some text (the
     model writing the next "Problem:" / "Question:" of the few-shot format itself; lm-eval stops generating
     there)."""
+    if marker not in text:
+        return text
     for m in re.finditer(rf"\b{marker}\s*:", text):
         if text[:m.start()].strip():
             return text[:m.start()]

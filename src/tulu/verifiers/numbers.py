@@ -61,13 +61,22 @@ class Num:
     words: bool  # written in words
 
 
+_SPACE_SEP_RE = re.compile(r"(?<=\d)[ \u00a0\u202f\u2009](?=\d{3}(?!\d))")
+_COMMAS_RE = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+_PLAIN_RE = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
+
+
 def parse_digits(token: str) -> Fraction | None:
     """``"1,234.50"`` / ``"1 000"`` / ``"$18"`` / ``"-3"`` -> exact value; None when not a plain decimal."""
-    t = token.strip().replace("\u2212", "-").replace("$", "")
-    t = re.sub(r"(?<=\d)[ \u00a0\u202f\u2009](?=\d{3}(?!\d))", "", t)
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", t):
+    t = token.strip()
+    if t.isdigit():
+        return Fraction(int(t))
+    t = t.replace("\u2212", "-").replace("$", "")
+    if not t.isascii() or " " in t:
+        t = _SPACE_SEP_RE.sub("", t)
+    if "," in t and _COMMAS_RE.fullmatch(t):
         t = t.replace(",", "")
-    if not re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)", t):
+    if not _PLAIN_RE.fullmatch(t):
         return None
     return Fraction(t)
 
