@@ -86,6 +86,8 @@ AFTER_THE_ANSWER = [
     ("0", "The answer is 18, from 9 eggs sold.", 1),
     ("0", "The answer is 16 - 3 - 4 = 9 eggs, times $2 = 18.", 1),  # an expression after the marker: its result
     ("13", "The answer is 18 vacuum cleaners, of which 6 went to the green house.", 1),
+    ("0", "The answer is 9 eggs times $2 = $18.", 1),  # an expression in words: its result
+    ("0", "The answer is 9 * 2 = 17.", 0),
 ]
 
 RUN_ONS = [

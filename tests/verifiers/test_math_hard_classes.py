@@ -265,3 +265,11 @@ def test_answer_statements_beat_the_last_dollar_pair() -> None:
     day = _items()["Number Theory/44"]
     assert verify("math", "Counting back 40 years... The answer is Friday.", day.answer).score == 1
     assert verify("math", "Counting back 40 years... Final answer: Saturday", day.answer).score == 0
+
+
+def test_prose_after_the_answer_is_not_a_statement() -> None:
+    # "the answer is the sum of ..." is prose, not an answer: the last $...$ pair still decides.
+    item = _items()["Algebra/458"]
+    resp = "To find the answer is not hard. The answer is the ratio of the two sums, which is $\\frac{1}{3}$."
+    assert verify("math", resp, item.answer, prompt=item.prompt).score == 1
+    assert verify("math", "The answer is 1/3.", item.answer, prompt=item.prompt).score == 1

@@ -40,7 +40,8 @@ _EXPLANATION_RE = re.compile(r"\b(?:Explanation|Reasoning|Justification|Here's w
                              r"Here is how)\s*[:\-]", re.IGNORECASE)
 _FIRST_LINE_RE = re.compile(r"\s*[*_]*[ \t]*(?:\\\$|\$)?[ \t]*(?P<num>-?\d[\d,. ]*\d|\d)[ \t]*"
                             r"(?:[A-Za-z]+[ \t]*){0,2}[*_.]*[ \t]*\n")
-_OP_AFTER_RE = re.compile(r"\s*(?:[-+*/\u00d7\u00f7x]|\\times|\\cdot)\s*\(?\s*\$?\d")
+_OP_AFTER_RE = re.compile(r"\s*(?:[a-zA-Z%]+\s+)?(?:[-+*/\u00d7\u00f7x]|\\times|\\cdot|times|multiplied\s+by|"
+                          r"divided\s+by|plus|minus)\s*\(?\s*\$?\d")
 # between two numbers of a list of alternatives: "17 or 18", "$17 or $18", "16, 17, or 18", "5 dollars, 6"
 _ALT_GAP_RE = re.compile(r"\s*(?:[a-zA-Z%]+\.?\s*){0,2}(?:,|;|/|\bor\b|\band\b|,\s*or\b|,\s*and\b)"
                          r"\s*\\?\$?\s*")

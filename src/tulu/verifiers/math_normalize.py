@@ -82,8 +82,8 @@ _STATEMENT_RE = re.compile(r"\bfinal\s+answer\s*(?:is\b|:)|\bthe\s+answer\s+is\b
 
 
 def answer_statements(text: str) -> list[str]:
-    """Answers stated in words: "The answer is $X$", "Final answer: X" (X a ``$...$`` / ``\\(...\\)`` span,
-    or up to six words up to the end of the sentence)."""
+    """Answers stated in words: "The answer is $X$", "Final answer: X" (X a ``$...$`` / ``\\(...\\)`` span, or
+    a short plain answer up to the end of the sentence, see ``_looks_like_answer``)."""
     out = []
     for m in _STATEMENT_RE.finditer(text):
         rest = text[m.end():m.end() + 400].lstrip(" :*\t")
@@ -99,9 +99,22 @@ def answer_statements(text: str) -> list[str]:
                     rest = rest[joint.end():]
             continue
         plain = re.match(r"([^\n$]{1,80}?)\s*(?:\.\s|\.$|\n|$)", rest)
-        if plain and len(plain.group(1).split()) <= 6 and plain.group(1).strip():
+        if plain and _looks_like_answer(plain.group(1)):
             out.append(plain.group(1).strip().rstrip("."))
     return out
+
+
+_PROSE_START = {"the", "a", "an", "not", "to", "that", "this", "in", "when", "because", "found", "given",
+                "obtained", "then", "therefore", "thus", "so", "as", "what", "how", "which", "we", "it"}
+
+
+def _looks_like_answer(text: str) -> bool:
+    """A plain-text statement is an answer when it is short: a number with at most a few words ("12
+    dollars"), or one or two words that do not start prose ("Friday"; not "the sum of the roots")."""
+    words = text.split()
+    if not words or words[0].lower().strip(",:") in _PROSE_START:
+        return False
+    return len(words) <= (4 if any(ch.isdigit() for ch in text) else 2)
 
 
 def last_dollar_pair(text: str) -> str | None:
