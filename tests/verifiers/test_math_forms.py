@@ -25,8 +25,8 @@ from tulu.verifiers.numbers import find_numbers
 
 
 @pytest.mark.parametrize("s,v", [
-    ("3", 3), ("-0.25", Fraction(-1, 4)), ("\\$1,234.50", Fraction(246900, 200)), ("\\frac{3}{4}", Fraction(3, 4)),
-    ("\\dfrac34", Fraction(3, 4)), ("3/4", Fraction(3, 4)), ("2\\frac{1}{3}", Fraction(7, 3)),
+    ("3", 3), ("-0.25", Fraction(-1, 4)), ("\\$1,234.50", Fraction(246900, 200)),
+    ("\\frac{3}{4}", Fraction(3, 4)), ("\\dfrac34", Fraction(3, 4)), ("3/4", Fraction(3, 4)), ("2\\frac{1}{3}", Fraction(7, 3)),
     ("-2\\frac{1}{3}", Fraction(-7, 3)), ("-\\frac{2}{3}", Fraction(-2, 3)),
     ("16{,}386.16", Fraction(1638616, 100)), ("5 \\text{ cm}", 5), ("30^\\circ", 30)])
 def test_exact_value(s: str, v: Fraction) -> None:
@@ -99,7 +99,8 @@ def test_residues_pm_sets_radicals() -> None:
     assert split_list("(1, -2)") == ["(1, -2)"]
     assert split_list("\\{-1\\} \\cup [0,7)") == ["\\{-1\\} \\cup [0,7)"]
     assert radical_in_denominator("\\frac{2}{\\sqrt{6}}") and radical_in_denominator("1/\\sqrt2")
-    assert radical_in_denominator("\\sqrt{\\frac{2}{3}}") and not radical_in_denominator("\\frac{\\sqrt{6}}{3}")
+    assert radical_in_denominator("\\sqrt{\\frac{2}{3}}")
+    assert not radical_in_denominator("\\frac{\\sqrt{6}}{3}")
 
 
 def test_find_numbers() -> None:
