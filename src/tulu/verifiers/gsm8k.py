@@ -94,8 +94,11 @@ def _boxed_values(text: str) -> list[Fraction | str]:
     return out
 
 
+_SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n|[!?]")
+
+
 def _sentence_end(text: str, i: int) -> int:
-    m = re.compile(r"\.(?:\s|$)|\n|[!?]").search(text, i)
+    m = _SENTENCE_END_RE.search(text, i)
     return m.start() if m else len(text)
 
 
