@@ -22,7 +22,9 @@ def _items() -> dict[str, BenchmarkItem]:
 
 def _score(pid: str, resp: str, with_prompt: bool = True) -> float:
     item = _items()[pid]
-    return verify("gsm8k", resp, item.answer, prompt=item.prompt if with_prompt else None).score
+    res = verify("gsm8k", resp, item.answer, prompt=item.prompt if with_prompt else None, timeout_s=1)
+    assert not res.reason.startswith("timeout"), (pid, resp)  # a 0 must be a verdict, not a time-out
+    return res.score
 
 
 def _check(cases: list[tuple[str, str, int]], with_prompt: bool = True) -> None:

@@ -26,7 +26,9 @@ def _score(pid: str, answer: str, *, with_prompt: bool = True, wrap: str = "box"
         resp = f"Working omitted. Therefore the answer is $\\boxed{{{answer}}}$."
     else:
         resp = f"Working omitted.\nFinal Answer: The final answer is ${answer}$. I hope it is correct."
-    return verify("math", resp, item.answer, prompt=item.prompt if with_prompt else None).score
+    res = verify("math", resp, item.answer, prompt=item.prompt if with_prompt else None, timeout_s=2)
+    assert not res.reason.startswith("timeout"), (pid, answer)  # a 0 must be a verdict, not a time-out
+    return res.score
 
 
 def _check(cases: list[tuple[str, str, int]], **kw: object) -> None:
