@@ -155,20 +155,44 @@ def _words(text: str) -> list[str]:
 
 
 def _quoted(text: str, n: Num, prompt_trigrams: set[tuple[str, ...]]) -> bool:
-    """The number with its neighbouring words is a phrase of the question ("flock is 20 chickens")."""
+    """The number with the words before it is a phrase of the question ("flock is 20", "is 20 chickens").
+    Only words count as context: "30 + 60 = 90 liters" is a computation even if "90 liters" is quoted."""
     before = _words(text[max(0, n.start - 60):n.start])[-2:]
-    after = _words(text[n.end:n.end + 60])[:2]
-    val = str(n.value.numerator) if n.value.denominator == 1 else str(float(n.value))
-    seq = [*before, val, *after]
-    k = len(before)
-    windows = (tuple(seq[i:i + 3]) for i in range(max(0, k - 2), k + 1) if i + 3 <= len(seq))
+    after = _words(text[n.end:n.end + 60])[:1]
+    val = _value_word(n.value)
+    windows = []
+    if len(before) == 2 and all(w.isalpha() for w in before):
+        windows.append((*before, val))
+    if before and before[-1].isalpha() and after and after[0].isalpha():
+        windows.append((before[-1], val, after[0]))
     return any(w in prompt_trigrams for w in windows)
+
+
+def _value_word(v: Fraction) -> str:
+    return str(v.numerator) if v.denominator == 1 else str(float(v))
+
+
+def _restated(text: str, n: Num, prompt_words: list[str]) -> bool:
+    """The number and the noun after it stand together in the question ("$80,000 house": "a house for
+    $80,000"; "3 sprints": "run 3 sprints"), so the number restates one of its quantities."""
+    after = [w for w in _words(text[n.end:n.end + 40]) if w.isalpha()][:1]
+    if not after:
+        return False
+    val = _value_word(n.value)
+    return any(w == val and after[0] in prompt_words[max(0, i - 3):i + 4] for i, w in enumerate(prompt_words))
+
+
+_ANSWER_CUE_RE = re.compile(r"(?:=|\b(?:is|are|was|were|be|makes?|made|earns?|earned|pays?|paid|gets?|got|has|have|"
+                            r"had|needs?|needed|costs?|spends?|spent|saves?|saved|sells?|sold|equals?|total\s+of|"
+                            r"sum\s+of|answer\s*:?))\s*\\?\$?\s*$", re.IGNORECASE)
 
 
 def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
     nums = find_numbers(text)
     if not nums:
         return None, "no number"
+    if not all(n.words for n in nums):  # a number in words counts where an answer is stated ("makes eighteen")
+        nums = [n for n in nums if not n.words or _ANSWER_CUE_RE.search(text[max(0, n.start - 30):n.start])]
     m = _EXPLANATION_RE.search(text)
     if m and len({n.value for n in nums if n.end <= m.start()}) == 1:  # the answer, then its explanation
         text = text[:m.start()]
@@ -202,7 +226,8 @@ def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
         last_sentence = sentence(keep[-1])
         while len(keep) > 1 and sentence(keep[-2]) == last_sentence and keep[-1].value in prompt_values:
             head = text[last_sentence[0]:keep[-1].start]
-            if not _PREPOSITION_RE.search(head) or _RESULT_WORD_RE.search(head):
+            if (not _PREPOSITION_RE.search(head) or _RESULT_WORD_RE.search(head)
+                    or not _restated(text, keep[-1], pw)):
                 break
             keep.pop()
     last = keep[-1]
