@@ -91,12 +91,12 @@ AFTER_THE_ANSWER = [
     ("0", "The answer is 9 eggs times $2 = $18.", 1),  # an expression in words: its result
     # real GSM8K solutions without their "#### N" line, where the last number is the answer although the
     # question holds the same number or number words follow: never restated / quoted, never "the two ..."
-    ("670", "Aaron had 4 pounds, 3 + 5 + 4 = 12 pounds of candy. They divide it into 3 equal portions. "
-            "12/3 = 4 pounds of candy", 1),  # "4 pounds of candy" is in the question, but computed here
-    ("1176", "That will leave him with 2.2 - .44 = 1.76 inches of chalk. Since 1.76 is less than 2 inches, he "
-             "will recycle this stick in 2 days.", 1),  # 2 days is not the question's "2 inches"
-    ("1308", "We multiply 10*2=20 eggs in the second basket. To find the total between the two baskets, "
-             "simply add 10+20=30 eggs between the two baskets.", 1),  # "the two baskets" is not an answer
+    ("670", ("Aaron had 4 pounds, 3 + 5 + 4 = 12 pounds of candy. They divide it into 3 equal portions. "
+            "12/3 = 4 pounds of candy"), 1),  # "4 pounds of candy" is in the question, but computed here
+    ("1176", ("That will leave him with 2.2 - .44 = 1.76 inches of chalk. Since 1.76 is less than 2 inches, he "
+             "will recycle this stick in 2 days."), 1),  # 2 days is not the question's "2 inches"
+    ("1308", ("We multiply 10*2=20 eggs in the second basket. To find the total between the two baskets, "
+             "simply add 10+20=30 eggs between the two baskets."), 1),  # "the two baskets" is not an answer
     ("0", "The answer is 9 * 2 = 17.", 0),
 ]
 

@@ -162,6 +162,8 @@ LETTERS = [
     ("Number Theory/80", "C, E", 1),  # gold \text{C,E}
     ("Number Theory/80", "\\text{E, C}", 0),  # "List the letters in alphabetical order": here order matters
     ("Number Theory/80", "\\text{C, D}", 0),
+    ("Number Theory/163", "{A}", 1),  # gold A (a letter of a repeating word): braces around it change nothing
+    ("Number Theory/163", "{E}", 0),
 ]
 
 MONEY = [
@@ -206,6 +208,9 @@ RADICALS = [
     ("Algebra/331", "\\frac{2}{\\sqrt{6}}", 0),  # ... an unrationalised form is not what was asked
     ("Algebra/110", "\\frac{1}{2\\sqrt7}", 0),  # "Rationalize the denominator: 1/(2 sqrt 7)"
     ("Algebra/110", "\\frac{\\sqrt{7}}{14}", 1),
+    # a chain of equalities is judged by its result: the unrationalised steps before it are working
+    ("Algebra/133", "\\sqrt{\\frac{1}{3}}=\\frac{1}{\\sqrt{3}}={\\frac{\\sqrt{3}}{3}}", 1),
+    ("Algebra/133", "\\frac{\\sqrt{3}}{3}=\\frac{1}{\\sqrt{3}}", 0),
 ]
 
 

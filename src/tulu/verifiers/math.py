@@ -164,7 +164,7 @@ def atom_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
             place = rounding_place(prompt)
             return (place is not None and is_decimal(c) and decimals(c) >= decimals(g)
                     and rounds_to(c, gv, place))
-    if asks_rationalised(prompt) and radical_in_denominator(c):
+    if asks_rationalised(prompt) and radical_in_denominator(c.rsplit("=", 1)[-1]):  # the result of a chain
         return False
     if _mv_equal(c, g):
         return True

@@ -87,7 +87,7 @@ def text_answer(s: str) -> str | None:
 
     A word answer has only letters, spaces, hyphens and apostrophes after its ``\\text{}`` wrappers are
     dropped, and at least one word of three letters (so ``xy`` or ``AB`` stay mathematics)."""
-    t = unwrap_text(s).replace("\\ ", " ").replace("~", " ").strip().strip("$").strip()
+    t = unwrap_text(s).replace("\\ ", " ").replace("~", " ").replace("{", "").replace("}", "").strip("$ ")
     if "\\" in t or not _WORD_ANSWER_RE.fullmatch(t):
         return None
     words = re.findall(r"[A-Za-z']+", t)
@@ -101,7 +101,7 @@ _LETTER_RE = re.compile(r"\(?([A-Z])\)?")
 
 def letter_choices(s: str) -> list[str] | None:
     """``\\text{(A)}, \\text{(D)}`` / ``\\text{A, D}`` / ``(A) and (D)`` -> ["A", "D"]; None otherwise."""
-    t = unwrap_text(s).replace("$", "").strip()
+    t = unwrap_text(s).replace("$", "").replace("{", "").replace("}", "").strip()
     t = re.sub(r"\s*(?:,|;|\band\b)\s*", ",", t)
     parts = [p.strip() for p in t.split(",") if p.strip()]
     if not parts:
