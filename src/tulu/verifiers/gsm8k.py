@@ -17,8 +17,10 @@
 
 Numbers (``tulu.verifiers.numbers``) lose ``$`` and thousands separators (``1,234``, ``1 000``) only where
 they really are separators (``1,2,3`` stays three numbers; lm-eval's regex glues it into 123); ``18k`` and
-"eighteen" are 18000 and 18. The comparison is numeric and exact (``Fraction``): ``18.00`` equals ``18``
-(open-instruct compares strings). With ``prompt=``, a response that only copies the prompt scores 0.
+"eighteen" are 18000 and 18 (number words count in the fallback only where an answer is stated, "makes
+eighteen dollars", not in "the two baskets"). The comparison is numeric and exact (``Fraction``): ``18.00``
+equals ``18`` (open-instruct compares strings). With ``prompt=``, a response that only copies the prompt
+scores 0. ``gsm8k_ref`` is the reference-compatible score (lm-eval's flexible-extract rule).
 """
 
 from __future__ import annotations
