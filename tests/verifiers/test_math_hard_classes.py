@@ -280,3 +280,17 @@ def test_prose_after_the_answer_is_not_a_statement() -> None:
     resp = "To find the answer is not hard. The answer is the ratio of the two sums, which is $\\frac{1}{3}$."
     assert verify("math", resp, item.answer, prompt=item.prompt).score == 1
     assert verify("math", "The answer is 1/3.", item.answer, prompt=item.prompt).score == 1
+
+
+def test_truncated_decimals_inside_tuples() -> None:
+    # A tuple or interval is compared element by element, so the exact-value rule holds inside it too.
+    item = _items()["Algebra/25"]  # gold [0,\infty), a real interval answer
+    assert verify("math", "\\boxed{[0, \\infty)}", item.answer, prompt=item.prompt).score == 1
+    assert verify("math", "\\boxed{(0, \\infty)}", item.answer, prompt=item.prompt).score == 0
+    assert verify("math", "\\boxed{[0.0, \\infty)}", item.answer, prompt=item.prompt).score == 1
+    assert verify("math", "\\boxed{(\\frac{1}{3}, 2)}", "(\\frac{1}{3}, 2)").score == 1
+    assert verify("math", "\\boxed{(0.3333333, 2)}", "(\\frac{1}{3}, 2)").score == 0  # math-verify rounds: 1
+    assert verify("math", "\\boxed{(0.\\overline{3}, 2)}", "(\\frac{1}{3}, 2)").score == 1
+    assert verify("math", "\\boxed{[0.5, 2)}", "[\\frac{1}{2}, 2)").score == 1
+    assert verify("math", "\\boxed{(0.5, 2)}", "[\\frac{1}{2}, 2)").score == 0  # open for closed
+    assert verify("math", "\\boxed{(2, 0.5)}", "(\\frac{1}{2}, 2)").score == 0  # order of a tuple

@@ -50,6 +50,7 @@ from tulu.verifiers.math_forms import (
     split_list,
     strip_residue,
     text_answer,
+    tuple_parts,
 )
 from tulu.verifiers.math_normalize import (
     THOUSANDS_RE,
@@ -221,6 +222,12 @@ def math_equal(cand: str, gold: str, prompt: str | None = None) -> bool:
         if c_matrix is None:
             return atom_equal(cand, gold, prompt)
         return _matrix_equal(c_matrix, g_matrix, prompt)
+    g_tuple = tuple_parts(gold)
+    if g_tuple is not None:
+        c_tuple = tuple_parts(cand)
+        if c_tuple is not None:  # a tuple or interval: its brackets, then element by element (exact values)
+            return (c_tuple[:2] == g_tuple[:2] and len(c_tuple[2]) == len(g_tuple[2])
+                    and all(atom_equal(c, g, prompt) for c, g in zip(c_tuple[2], g_tuple[2])))
     gold_is_list = bool(prompt and _LIST_PROMPT_RE.search(prompt))
     g_el = _elements(gold, allow_thousands=not gold_is_list)
     c_el = _elements(cand, allow_thousands=len(g_el) == 1)

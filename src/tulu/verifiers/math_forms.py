@@ -266,6 +266,22 @@ def radical_in_denominator(s: str) -> bool:
     return bool(re.search(r"/\s*\(?\s*\d*\s*\\sqrt", t))
 
 
+def tuple_parts(s: str) -> tuple[str, str, list[str]] | None:
+    """``(a, b)`` / ``[2, 5)`` / ``\\left(1,2\\right)`` -> (opening, closing, elements) when one bracket pair
+    encloses the whole answer and holds at least two elements; None otherwise (unions, single values)."""
+    t = s.strip().replace("\\left", "").replace("\\right", "").strip()
+    if len(t) < 2 or t[0] not in "([" or t[-1] not in ")]":
+        return None
+    depth = 0
+    for i, ch in enumerate(t):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and i < len(t) - 1:
+            return None  # the first bracket closes before the end: "(1,2) \\cup (3,4)"
+    parts = split_top_level(t[1:-1])
+    return (t[0], t[-1], parts) if len(parts) >= 2 and all(parts) else None
+
+
 def split_list(s: str) -> list[str]:
     """Top-level elements of a list answer, with an enclosing set ``\\{...\\}`` taken as the list itself."""
     t = s.strip()
