@@ -7,9 +7,9 @@ A response scores 1 when **every** candidate is equivalent to the gold answer: s
 answers never earn a reward (Tulu 3 looks at the last box only; math-verify on a whole response reads
 two boxes as a set). Equivalence (``math_equal``): residues (``\\pmod{n}``), letter choices, word answers
 (compared as text), matrices and tuples / intervals (entry by entry), lists (``\\{...\\}`` sets, ``\\pm``
-roots; order-free unless the problem asks for an order), then one answer: equal after Hendrycks normalisation, exactly equal as numbers
-(a decimal equals a fraction only when exactly equal, unless the problem asks for rounding), or equal
-under math-verify, with these corrections of its known failure modes:
+roots; order-free unless the problem asks for an order), then one answer: equal after Hendrycks
+normalisation, exactly equal as numbers (a decimal equals a fraction only when exactly equal, unless the
+problem asks for rounding), or equal under math-verify, with these corrections of its known failure modes:
 
 * lists of solutions are compared element by element with equal counts ("70,110" is a list when the prompt
   asks for several solutions, a number otherwise; "3 or 5" is a list of two);
