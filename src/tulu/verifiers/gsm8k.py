@@ -184,16 +184,16 @@ def _restated(text: str, n: Num, prompt_words: list[str]) -> bool:
     return any(w == val and after[0] in prompt_words[max(0, i - 3):i + 4] for i, w in enumerate(prompt_words))
 
 
-_ANSWER_CUE_RE = re.compile(r"(?:=|\b(?:is|are|was|were|be|makes?|made|earns?|earned|pays?|paid|gets?|got|has|have|"
-                            r"had|needs?|needed|costs?|spends?|spent|saves?|saved|sells?|sold|equals?|total\s+of|"
-                            r"sum\s+of|answer\s*:?))\s*\\?\$?\s*$", re.IGNORECASE)
+_ANSWER_CUE_RE = re.compile(r"(?:=|\b(?:is|are|was|were|be|makes?|made|earns?|earned|pays?|paid|gets?|got|"
+                            r"has|have|had|needs?|needed|costs?|spends?|spent|saves?|saved|sells?|sold|equals?|"
+                            r"total\s+of|sum\s+of|answer\s*:?))\s*\\?\$?\s*$", re.IGNORECASE)
 
 
 def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
     nums = find_numbers(text)
     if not nums:
         return None, "no number"
-    if not all(n.words for n in nums):  # a number in words counts where an answer is stated ("makes eighteen")
+    if not all(n.words for n in nums):  # number words count where an answer is stated ("makes eighteen")
         nums = [n for n in nums if not n.words or _ANSWER_CUE_RE.search(text[max(0, n.start - 30):n.start])]
     m = _EXPLANATION_RE.search(text)
     if m and len({n.value for n in nums if n.end <= m.start()}) == 1:  # the answer, then its explanation

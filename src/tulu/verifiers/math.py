@@ -1,8 +1,9 @@
 """MATH answers: the "flex" verifier of Tulu 3 (``math``) and the Minerva-phrase-only variant (``math_strict``).
 
-Candidates (flex), after a few-shot continuation ("Problem: ...") is cut: every ``\\boxed{}`` and every Minerva
-phrase "Final Answer: The final answer is X. I hope it is correct."; if there is none, every "the answer is
-X" / "final answer: X" statement; only when there is none of these, the text between the last pair of ``$``.
+Candidates (flex), after a few-shot continuation ("Problem: ...") is cut: every ``\\boxed{}`` and every
+Minerva phrase "Final Answer: The final answer is X. I hope it is correct."; if there is none, every "the
+answer is X" / "final answer: X" statement; only when there is none of these, the text between the last
+pair of ``$``.
 A response scores 1 when **every** candidate is equivalent to the gold answer: several different final
 answers never earn a reward (Tulu 3 looks at the last box only; math-verify on a whole response reads
 two boxes as a set). Equivalence (``math_equal``): residues (``\\pmod{n}``), letter choices, word answers
