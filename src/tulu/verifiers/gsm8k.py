@@ -185,8 +185,8 @@ def _restated(text: str, n: Num, prompt_words: list[str]) -> bool:
 
 
 _ANSWER_CUE_RE = re.compile(r"(?:=|\b(?:is|are|was|were|be|makes?|made|earns?|earned|pays?|paid|gets?|got|"
-                            r"has|have|had|needs?|needed|costs?|spends?|spent|saves?|saved|sells?|sold|equals?|"
-                            r"total\s+of|sum\s+of|answer\s*:?))\s*\\?\$?\s*$", re.IGNORECASE)
+                            r"has|have|had|needs?|needed|costs?|spends?|spent|saves?|saved|sells?|sold|"
+                            r"equals?|total\s+of|sum\s+of|answer\s*:?))\s*\\?\$?\s*$", re.IGNORECASE)
 
 
 def _last_number(text: str, prompt: str | None) -> tuple[Fraction | None, str]:
