@@ -49,19 +49,20 @@ CANDIDATE_LISTS = [
 
 RESTATEMENTS = [
     # problem 4, gold 20: the question's last number is 20 (the size of the flock)
-    ("4", ("Wendi feeds each chicken three cups of feed in three meals. She gave 15 cups in the morning and 25 "
-          "cups in the afternoon. We need the cups for the final meal if the size of Wendi's flock is 20 "
-          "chickens."), 0),  # a restatement: no answer is given
-    ("4", ("How many cups of feed does she need to give her chickens in the final meal of the day if the size "
-          "of Wendi's flock is 20 chickens?"), 0),  # the question itself
+    ("4", ("Wendi feeds each chicken three cups of feed in three meals. She gave 15 cups in the morning and "
+           "25 cups in the afternoon. We need the cups for the final meal if the size of Wendi's flock is "
+           "20 chickens."), 0),  # a restatement: no answer is given
+    ("4", ("How many cups of feed does she need to give her chickens in the final meal of the day if the "
+           "size of Wendi's flock is 20 chickens?"), 0),  # the question itself
     ("4", "20 chickens * 3 cups = 60 cups. 60 - 15 - 25 = 20 cups in the final meal.", 1),
     # problem 221, gold 90: "Celine used 90 liters"
-    ("221", "A water tank is filled with 120 liters of water, and Celine used 90 liters of water from the tank.",
-     0),
+    ("221", ("A water tank is filled with 120 liters of water, and Celine used 90 liters of water from "
+             "the tank."), 0),
     ("221", "120 - 90 = 30 liters were left, she collected 2 * 30 = 60, so 30 + 60 = 90 liters.", 1),
     # problem 44, gold 20: "... if he makes and sells 20 candles?"
     ("44", "Charlie wants to know his net profit if he makes and sells 20 candles.", 0),
-    ("44", "20 candles sell for 20 * 2 = $40; he needs 2 pounds of beeswax, 2 * 10 = $20, so 40 - 20 = $20.", 1),
+    ("44", ("20 candles sell for 20 * 2 = $40; he needs 2 pounds of beeswax, 2 * 10 = $20, so "
+            "40 - 20 = $20."), 1),
 ]
 
 # ------------------------------------------------------------------------------ rejected although right
@@ -86,26 +87,31 @@ AFTER_THE_ANSWER = [
     ("0", "The answer is 18. That is 9 eggs at $2 each.", 1),
     ("0", "The answer is $18, which is 9 eggs times 2.", 1),
     ("0", "The answer is 18, from 9 eggs sold.", 1),
-    ("0", "The answer is 16 - 3 - 4 = 9 eggs, times $2 = 18.", 1),  # an expression after the marker: its result
+    # an expression after the marker: its result
+    ("0", "The answer is 16 - 3 - 4 = 9 eggs, times $2 = 18.", 1),
     ("13", "The answer is 18 vacuum cleaners, of which 6 went to the green house.", 1),
     ("0", "The answer is 9 eggs times $2 = $18.", 1),  # an expression in words: its result
     # real GSM8K solutions without their "#### N" line, where the last number is the answer although the
     # question holds the same number or number words follow: never restated / quoted, never "the two ..."
+    # "4 pounds of candy" is in the question, but computed here
     ("670", ("Aaron had 4 pounds, 3 + 5 + 4 = 12 pounds of candy. They divide it into 3 equal portions. "
-            "12/3 = 4 pounds of candy"), 1),  # "4 pounds of candy" is in the question, but computed here
-    ("1176", ("That will leave him with 2.2 - .44 = 1.76 inches of chalk. Since 1.76 is less than 2 inches, he "
-             "will recycle this stick in 2 days."), 1),  # 2 days is not the question's "2 inches"
+             "12/3 = 4 pounds of candy"), 1),
+    # 2 days is not the question's "2 inches"
+    ("1176", ("That will leave him with 2.2 - .44 = 1.76 inches of chalk. Since 1.76 is less than 2 inches, "
+              "he will recycle this stick in 2 days."), 1),
+    # "the two baskets" is not an answer
     ("1308", ("We multiply 10*2=20 eggs in the second basket. To find the total between the two baskets, "
-             "simply add 10+20=30 eggs between the two baskets."), 1),  # "the two baskets" is not an answer
+              "simply add 10+20=30 eggs between the two baskets."), 1),
     ("0", "The answer is 9 * 2 = 17.", 0),
 ]
 
 RUN_ONS = [
     # the model writes the next few-shot "Question:" itself (problem 0, gold 18)
-    ("0", ("She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = $18.\n\nQuestion: A farmer has 20 cows and buys 5 more. How "
-          "many cows?\nAnswer: 20 + 5 = 25. The answer is 25."), 1),
-    ("0", "16 - 3 - 4 = 9, 9 * 2 = 18. The answer is 18.\nQuestion: Tom has 4 apples. How many? Answer: 4", 1),
-    ("0", "She sells 9 eggs for $2 each: 9 * 2 = 17.\n\nQuestion: What is 9 + 9?\nAnswer: The answer is 18.", 0),
+    ("0", ("She sells 16 - 3 - 4 = 9 eggs for 9 * 2 = $18.\n\nQuestion: A farmer has 20 cows and buys 5 "
+           "more. How many cows?\nAnswer: 20 + 5 = 25. The answer is 25."), 1),
+    ("0", "16 - 3 - 4 = 9, 9 * 2 = 18. The answer is 18.\nQuestion: Tom has 4 apples. How many? 4", 1),
+    ("0", ("She sells 9 eggs for $2 each: 9 * 2 = 17.\n\nQuestion: What is 9 + 9?\n"
+           "Answer: The answer is 18."), 0),
     # problem 1 (robe), gold 3
     ("1", "2 / 2 = 1 bolt of white, 2 + 1 = 3 bolts.\nQuestion: How many legs do 2 dogs have? 2 * 4 = 8.", 1),
 ]

@@ -27,7 +27,8 @@ from tulu.verifiers.numbers import find_numbers
 @pytest.mark.parametrize("s,v", [
     ("3", 3), ("-0.25", Fraction(-1, 4)), ("\\$1,234.50", Fraction(246900, 200)),
     ("\\frac{3}{4}", Fraction(3, 4)), ("\\dfrac34", Fraction(3, 4)), ("3/4", Fraction(3, 4)),
-    ("2\\frac{1}{3}", Fraction(7, 3)), ("-2\\frac{1}{3}", Fraction(-7, 3)), ("-\\frac{2}{3}", Fraction(-2, 3)),
+    ("2\\frac{1}{3}", Fraction(7, 3)), ("-2\\frac{1}{3}", Fraction(-7, 3)),
+    ("-\\frac{2}{3}", Fraction(-2, 3)),
     ("16{,}386.16", Fraction(1638616, 100)), ("5 \\text{ cm}", 5), ("30^\\circ", 30)])
 def test_exact_value(s: str, v: Fraction) -> None:
     assert exact_value(s) == v

@@ -114,14 +114,16 @@ MATRICES = [
     # gold \begin{pmatrix} 1/5 & 4/5 \\ 0 & 1 \end{pmatrix}
     ("Precalculus/23", "\\begin{bmatrix} 1/5 & 4/5 \\\\ 0 & 1 \\end{bmatrix}", 1),  # bmatrix for pmatrix
     ("Precalculus/23", "\\begin{bmatrix}1/5&4/5\\\\0&1\\end{bmatrix}", 1),  # ... without spaces
-    ("Precalculus/23", "\\begin{pmatrix} \\frac{1}{5} & \\frac{4}{5} \\\\ 0 & 1 \\end{pmatrix}", 1),  # \frac entries
+    # \frac entries
+    ("Precalculus/23", "\\begin{pmatrix} \\frac{1}{5} & \\frac{4}{5} \\\\ 0 & 1 \\end{pmatrix}", 1),
     ("Precalculus/23", "\\begin{pmatrix} \\dfrac15 & \\frac45 \\\\ 0 & 1 \\end{pmatrix}", 1),
     ("Precalculus/23", "\\begin{pmatrix} 0.2 & 0.8 \\\\ 0 & 1 \\end{pmatrix}", 1),  # equal decimal entries
     ("Precalculus/23", "\\begin{bmatrix} 0.2 & 0.8 \\\\ 0.0 & 1.0 \\end{bmatrix}", 1),
     ("Precalculus/23", "\\begin{pmatrix} 0.2 & 0.8 \\\\ 0 & 1.1 \\end{pmatrix}", 0),  # one entry wrong
     ("Precalculus/23", "\\begin{pmatrix} 4/5 & 1/5 \\\\ 0 & 1 \\end{pmatrix}", 0),  # entries swapped
     ("Precalculus/23", "\\begin{pmatrix} 1/5 & 0 \\\\ 4/5 & 1 \\end{pmatrix}", 0),  # transposed
-    ("Precalculus/23", "\\begin{vmatrix} 1/5 & 4/5 \\\\ 0 & 1 \\end{vmatrix}", 0),  # a determinant, not a matrix
+    # a determinant, not a matrix
+    ("Precalculus/23", "\\begin{vmatrix} 1/5 & 4/5 \\\\ 0 & 1 \\end{vmatrix}", 0),
     # gold \begin{pmatrix} 48/65 \\ 6/65 \end{pmatrix} (a vector)
     ("Precalculus/22", "\\begin{bmatrix} \\frac{48}{65} \\\\ \\frac{6}{65} \\end{bmatrix}", 1),
     ("Precalculus/22", "\\begin{pmatrix} 48/65 \\\\ 0.0923076 \\end{pmatrix}", 0),  # truncated entry
@@ -140,7 +142,8 @@ SETS_AND_ROOTS = [
     ("Intermediate Algebra/482", "1+\\sqrt{5}, 1-\\sqrt{5}, -2", 1),  # gold \{1\pm\sqrt{5},-2\}: plain list
     ("Intermediate Algebra/482", "\\{-2, 1-\\sqrt5, 1+\\sqrt5\\}", 1),
     ("Intermediate Algebra/482", "\\{1+\\sqrt{5}, -2\\}", 0),  # one root of the pair missing
-    ("Intermediate Algebra/756", "1 + \\sqrt{19}, 1 - \\sqrt{19}", 1),  # gold 1 \pm \sqrt{19}: roots written out
+    # gold 1 \pm \sqrt{19}: roots written out
+    ("Intermediate Algebra/756", "1 + \\sqrt{19}, 1 - \\sqrt{19}", 1),
     ("Intermediate Algebra/756", "1 - \\sqrt{19}, 1 + \\sqrt{19}", 1),
     ("Intermediate Algebra/756", "1 + \\sqrt{19}", 0),
     ("Intermediate Algebra/756", "1 \\pm \\sqrt{19}", 1),
@@ -239,8 +242,8 @@ def test_unrationalised_radicals() -> None:
     _check(RADICALS)
 
 
-@pytest.mark.parametrize("cases", [WORDS, TRUNCATED, ORDERED, MATRICES, SETS_AND_ROOTS, LETTERS, MONEY, RESIDUES,
-                                   RADICALS])
+@pytest.mark.parametrize("cases", [WORDS, TRUNCATED, ORDERED, MATRICES, SETS_AND_ROOTS, LETTERS, MONEY,
+                                   RESIDUES, RADICALS])
 def test_right_answers_also_pass_in_the_minerva_phrase(cases: list[tuple[str, str, int]]) -> None:
     # The same rules whichever explicit final statement carries the answer.
     _check([c for c in cases if c[2] == 1][:4], wrap="minerva")
@@ -248,8 +251,9 @@ def test_right_answers_also_pass_in_the_minerva_phrase(cases: list[tuple[str, st
 
 def test_few_shot_continuation_is_cut() -> None:
     item = _items()["Number Theory/3"]
-    resp = ("$17\\cdot 5 = 85 \\equiv 2$, so $17 \\cdot (-5 \\cdot 41)\\equiv 1$ and the inverse is $\\boxed{44}$.\n\n"
-            "Problem:\nCompute $3^{-1} \\pmod{7}$.\n\nSolution:\nWe have $3\\cdot 5 = 15$, so $\\boxed{5}$.")
+    resp = ("$17\\cdot 5 = 85 \\equiv 2$, so $17 \\cdot (-5 \\cdot 41)\\equiv 1$ and the inverse is "
+            "$\\boxed{44}$.\n\nProblem:\nCompute $3^{-1} \\pmod{7}$.\n\n"
+            "Solution:\nWe have $3\\cdot 5 = 15$, so $\\boxed{5}$.")
     # The model went on with a made-up next problem (the few-shot format); only the asked problem counts.
     assert verify("math", resp, item.answer, prompt=item.prompt).score == 1
     assert verify("math", resp.replace("\\boxed{44}", "\\boxed{43}"), item.answer).score == 0
