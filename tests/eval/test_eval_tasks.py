@@ -32,8 +32,12 @@ def test_gsm8k_prompt_and_score():
     msgs = t.messages(it)
     assert [m["role"] for m in msgs] == ["user", "assistant"] * 8 + ["user"]
     assert msgs[-1]["content"] == f"Question: {it.prompt.strip()}\nAnswer:"
-    assert t.score(it, [f"blah. So the answer is {it.answer}."]) == {"exact_match": 1.0, "exact_match_ours": 1.0}
-    assert t.score(it, ["The answer is 123456."]) == {"exact_match": 0.0, "exact_match_ours": 0.0}
+    both = {"exact_match": 1.0, "exact_match_ours": 1.0, "exact_match_ref": 1.0}
+    assert t.score(it, [f"blah. So the answer is {it.answer}."]) == both
+    assert t.score(it, ["The answer is 123456."]) == {k: 0.0 for k in both}
+    # ours reads "The answer is 18" before a check; the last-number rules take the check's number
+    check = f"The answer is {it.answer}. Check: {it.answer} / 2 = 9."
+    assert t.score(it, [check]) == {"exact_match": 0.0, "exact_match_ours": 1.0, "exact_match_ref": 0.0}
 
 
 def test_math_macro_over_subjects():
@@ -48,6 +52,7 @@ def test_math_macro_over_subjects():
     agg = t.aggregate(items, scores)
     assert agg["exact_match"].value == pytest.approx(50.0)  # macro: (100 + 0) / 2 subjects
     assert agg["exact_match_micro"].value == pytest.approx(75.0)
+    assert agg["exact_match_ref"].value == pytest.approx(50.0)  # math-verify agrees on these four
 
 
 def test_mmlu_cot_and_mc():

@@ -65,6 +65,58 @@ def minerva_answers(text: str) -> list[str]:
     return [f.rstrip(".").strip() for f in found if f.rstrip(".").strip()]
 
 
+def cut_run_on(text: str, marker: str = "Problem") -> str:
+    """Drop a few-shot continuation: everything from the first ``marker:`` that follows some text (the
+    model writing the next "Problem:" / "Question:" of the few-shot format itself; lm-eval stops generating
+    there)."""
+    if marker not in text:
+        return text
+    for m in re.finditer(rf"\b{marker}\s*:", text):
+        if text[:m.start()].strip():
+            return text[:m.start()]
+    return text
+
+
+_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_STATEMENT_RE = re.compile(r"\bfinal\s+answer\s*(?:is\b|:)|\bthe\s+answer\s+is\b", re.IGNORECASE)
+
+
+def answer_statements(text: str) -> list[str]:
+    """Answers stated in words: "The answer is $X$", "Final answer: X" (X a ``$...$`` / ``\\(...\\)`` span, or
+    a short plain answer up to the end of the sentence, see ``_looks_like_answer``)."""
+    out = []
+    for m in _STATEMENT_RE.finditer(text):
+        rest = text[m.end():m.end() + 400].lstrip(" :*\t")
+        math = _MATH_SPAN_RE.match(rest)
+        if math:
+            # "The answer is $3$ or $5$": every span of the statement is a candidate (several values score 0)
+            while math:
+                out.append(next(g for g in math.groups() if g is not None).strip())
+                rest = rest[math.end():]
+                joint = re.match(r"\s*(?:,|;|\bor\b|\band\b)\s*", rest)
+                math = _MATH_SPAN_RE.match(rest[joint.end():]) if joint else None
+                if joint and math:
+                    rest = rest[joint.end():]
+            continue
+        plain = re.match(r"([^\n$]{1,80}?)\s*(?:\.\s|\.$|\n|$)", rest)
+        if plain and _looks_like_answer(plain.group(1)):
+            out.append(plain.group(1).strip().rstrip("."))
+    return out
+
+
+_PROSE_START = {"the", "a", "an", "not", "to", "that", "this", "in", "when", "because", "found", "given",
+                "obtained", "then", "therefore", "thus", "so", "as", "what", "how", "which", "we", "it"}
+
+
+def _looks_like_answer(text: str) -> bool:
+    """A plain-text statement is an answer when it is short: a number with at most a few words ("12
+    dollars"), or one or two words that do not start prose ("Friday"; not "the sum of the roots")."""
+    words = text.split()
+    if not words or words[0].lower().strip(",:") in _PROSE_START:
+        return False
+    return len(words) <= (4 if any(ch.isdigit() for ch in text) else 2)
+
+
 def last_dollar_pair(text: str) -> str | None:
     """Text between the last pair of ``$`` signs (``$$`` counts as one delimiter), or None."""
     parts = re.split(r"(?<!\\)\$\$?", text)

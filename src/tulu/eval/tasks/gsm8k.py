@@ -50,5 +50,9 @@ class GSM8K(Task):
             user(gsm8k_question(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
+        # exact_match: OLMES's extraction, the headline comparable with the published numbers;
+        # exact_match_ours: our verifier (stricter and wiser, docs/verifiers.md);
+        # exact_match_ref: lm-eval's flexible-extract rule (benchmarks/eval_parity_lmeval.py compares with it)
         return {"exact_match": gsm8k_olmes_match(responses[0], item.answer),
-                "exact_match_ours": verify("gsm8k", responses[0], item.answer).score}
+                "exact_match_ours": verify("gsm8k", responses[0], item.answer, prompt=item.prompt).score,
+                "exact_match_ref": verify("gsm8k_ref", responses[0], item.answer).score}

@@ -40,12 +40,17 @@ class MinervaMath(Task):
         return few_shot_turns(shots, fmt_q=math_problem) + [user(math_problem(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
+        # exact_match: Minerva's strict match (OLMES's headline); exact_match_flex: our flex verifier (stricter and
+        # wiser, docs/verifiers.md); exact_match_ref: lm-eval minerva_math's math_verify metric
+        solution = item.meta.get("solution") or item.answer
         return {"exact_match": verify("math_strict", responses[0], item.answer).score,
-                "exact_match_flex": verify("math", responses[0], item.answer).score}
+                "exact_match_flex": verify("math", responses[0], item.answer, prompt=item.prompt).score,
+                "exact_match_ref": verify("math_ref", responses[0], solution).score}
 
     def aggregate(self, items, scores):
         out = macro_micro(items, scores, "exact_match", per_group=True)
         out.update(macro_micro(items, scores, "exact_match_flex"))
+        out.update(macro_micro(items, scores, "exact_match_ref"))
         return out
 
 
@@ -59,7 +64,7 @@ class Math500(MinervaMath):
 
     def aggregate(self, items, scores):
         out = {}
-        for k in ("exact_match", "exact_match_flex"):
+        for k in ("exact_match", "exact_match_flex", "exact_match_ref"):
             m, se = mean_stderr([s[k] for s in scores])
             out[k] = Metric(100 * m, 100 * se)
         return out
