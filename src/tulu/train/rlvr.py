@@ -417,7 +417,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
         stats["generate_s"] = time.perf_counter() - t0
         return kept, stats
 
-    summary_history: list[dict] = []
+    last: dict[str, Any] = {}  # the final step's record, with its batch
     executor = ThreadPoolExecutor(max_workers=1) if ro.async_steps else None
     pending = None
     t_run = time.perf_counter()
@@ -488,7 +488,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             stats["sync_s"] = engine.sync_weights(backend)
             rollout_log.write(rollout_records(b, rollouts, prompts))
             batch_log.write([{"batch": b, "step": engine.global_step, **stats}])
-            summary_history.append(dict(batch=b + 1, **{k: v for k, v in record.items()}))
+            last = dict(record, batch=b + 1)
             engine.maybe_checkpoint(record)
     finally:
         if executor is not None:
@@ -508,7 +508,6 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     if heldout:
         heldout_block = {"prompts": len(heldout), "before": before, "after": after,
                          "verifiers": [p["verifier"] for p in heldout]}
-    last = summary_history[-1] if summary_history else {}
     summary = RunSummary("rlvr", str(model_dir) if model_dir else None, engine.global_step, start,
                          engine.first_logged("loss"), last,
                          {"accuracy": float(np.mean(before))} if before else {},
