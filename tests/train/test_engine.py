@@ -163,3 +163,27 @@ def test_old_recipe_keys_name_the_new_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"model: is a mapping now; write `model: \{path: runs/sft/model\}`"):
         load_config(DPOConfig, recipe)
     assert load_config(DPOConfig, None, ["model.path=runs/sft/model"]).model.path == "runs/sft/model"
+
+
+def test_a_step_with_fewer_micro_batches_than_the_accumulation_still_steps(tmp_path):
+    """An RL minibatch that lost groups to dynamic sampling hands the engine fewer micro-batches than
+    train.effective_batch_size implies. The optimizer must still step, with the same update as an engine whose
+    accumulation matches (accelerate counts micro-steps, and would otherwise skip the step silently)."""
+    data = Cursor(5).next_batch(2)
+    weights = []
+    for eff in (4, 2):  # accumulation 2 (one micro-batch given) and accumulation 1
+        engine = Engine(TrainConfig(learning_rate=0.1, warmup_ratio=0.0, effective_batch_size=eff,
+                                    per_device_batch_size=2, seed=3, lr_scheduler="constant"), tmp_path / str(eff))
+        engine.prepare(_modules(), Regression())
+        engine.plan(total_steps=1)
+        engine.begin()
+        record = engine.step([data], denominator=2.0)
+        engine.end()
+        assert record["grad_norm"] > 0
+        weights.append([p.detach().clone() for p in engine.unwrapped_model("policy").parameters()])
+    start = list(_modules()["policy"].parameters())
+    assert any(not torch.equal(a, s) for a, s in zip(weights[0], start))  # it stepped
+    for a, b in zip(*weights):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="more than the 1"):
+        engine.step([data[:1], data[1:]], denominator=2.0)

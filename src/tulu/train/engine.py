@@ -304,13 +304,24 @@ class Engine:
              items: int | None = None, extra: dict[str, float] | None = None) -> dict[str, float]:
         """One optimizer step over this process's ``micro_batches`` (lists of items, collated by the task).
         ``denominator`` is the step normaliser ``D`` (same on every process); ``extra`` metrics go into the
-        logged record as they are. Returns the record."""
+        logged record as they are. Returns the record.
+
+        There are at most ``accumulation`` micro-batches (effective batch / (per-device batch x processes)).
+        Fewer (an RL minibatch that lost groups to dynamic sampling) are padded with empty ones, which run no
+        forward pass: accelerate counts micro-steps to decide when gradients synchronise and the optimizer
+        steps, and divides every loss by the accumulation, so the count must match. With several processes,
+        every process must then hold a micro-batch in the same slots (DDP synchronises on the last one)."""
         cfg, acc = self.cfg, self.accelerator
         if self._logger is None:
             raise RuntimeError("Engine.step: call begin() first")
+        if len(micro_batches) > self.accumulation:
+            raise ValueError(f"Engine.step: {len(micro_batches)} micro-batches, more than the "
+                             f"{self.accumulation} of train.effective_batch_size / (per_device_batch_size x processes)")
+        micro_batches = [*micro_batches, *[[]] * (self.accumulation - len(micro_batches))]
         t0 = time.perf_counter()
         step = self.global_step
-        scale = acc.num_processes * len(micro_batches) / max(denominator, 1e-12)
+        # accelerate divides each micro-batch's loss by the accumulation; D is the step's real normaliser
+        scale = acc.num_processes * self.accumulation / max(denominator, 1e-12)
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -319,6 +330,9 @@ class Engine:
         loss_sum = torch.zeros((), dtype=torch.float64, device=acc.device)
         sums: dict[str, torch.Tensor] = {}
         for mb in micro_batches:
+            if not mb:
+                with acc.accumulate(self.wrapped):  # keeps accelerate's micro-step count (see above)
+                    continue
             batch = _to_device(self.task.collate(mb), acc.device)
             with acc.accumulate(self.wrapped), acc.autocast():
                 loss, mb_sums = self.wrapped(batch)

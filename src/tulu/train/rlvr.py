@@ -477,7 +477,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                 for m in range(minibatches):
                     mb = [rollouts[i] for i in order[m::minibatches]]
                     mine = mb[engine.accelerator.process_index::engine.accelerator.num_processes]
-                    micro = [mine[k:k + bs] for k in range(0, len(mine), bs)]
+                    micro = [mine[k::engine.accumulation] for k in range(engine.accumulation)]
                     denom = sum(task.weight(r) for r in mb)
                     record = engine.step(micro, max(denom, 1.0), tokens=sum(task.num_tokens(r) for r in mb),
                                          items=len(mb), extra=stats)
