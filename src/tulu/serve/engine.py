@@ -145,6 +145,34 @@ class Engine(abc.ABC):
         pass
 
 
+class ThreadedEngine(Engine):
+    """An engine whose generation runs in one thread of its own, fed through a queue (the event loop never
+    waits on it). Subclasses implement ``_run``, which takes requests from ``self.inbox`` (``None`` wakes it)."""
+
+    def _start_thread(self, name: str) -> None:
+        self.inbox: queue.SimpleQueue[GenRequest | None] = queue.SimpleQueue()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"tulu-serve-{name}", daemon=True)
+        self._thread.start()
+
+    @abc.abstractmethod
+    def _run(self) -> None: ...
+
+    def submit(self, req: GenRequest) -> None:
+        if len(req.prompt_ids) + req.max_tokens > self.max_model_len:
+            raise ValueError(f"prompt ({len(req.prompt_ids)}) + max_tokens ({req.max_tokens}) exceed "
+                             f"max_model_len {self.max_model_len}")
+        self.inbox.put(req)
+
+    def _wake(self) -> None:
+        self.inbox.put(None)
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake()
+        self._thread.join(timeout=10)
+
+
 @dataclass
 class _Prefill:
     """A prefilled prompt whose choices wait for free rows."""
@@ -174,7 +202,7 @@ class _Row:
         return len(self.req.prompt_ids) + len(self.out)
 
 
-class FastEngine(Engine):
+class FastEngine(ThreadedEngine):
     """``FastEngine(name, model, tokenizer, max_batch_size=32, max_model_len=2048, kv_cache_gb=4.0)``.
 
     ``max_model_len`` bounds prompt + completion tokens (and the cache's length axis); the number of
@@ -202,35 +230,18 @@ class FastEngine(Engine):
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None), _NoExtraStops)
         self.cache = self.eng.new_cache(self.slots, self.max_model_len)
         self.head, self.head_kv = self._template_head()
-        self.inbox: queue.SimpleQueue[GenRequest | None] = queue.SimpleQueue()
         self.waiting: deque[GenRequest] = deque()
         self.prefilled: deque[_Prefill] = deque()
         self.rows: list[_Row] = []
         self.counters = {"requests": 0, "steps": 0, "tokens": 0, "peak_rows": 0, "cancelled": 0}
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"tulu-serve-{name}", daemon=True)
-        self._thread.start()
+        self._start_thread(name)
 
     # ------------------------------------------------------------------ public
-    def submit(self, req: GenRequest) -> None:
-        if len(req.prompt_ids) + req.max_tokens > self.max_model_len:
-            raise ValueError(f"prompt ({len(req.prompt_ids)}) + max_tokens ({req.max_tokens}) exceed "
-                             f"max_model_len {self.max_model_len}")
-        self.inbox.put(req)
-
-    def _wake(self) -> None:
-        self.inbox.put(None)
-
     def stats(self) -> dict:
         return {"backend": "fast", "continuous_batching": True, "slots": self.slots,
                 "max_model_len": self.max_model_len, "running_rows": len(self.rows),
                 "waiting_requests": len(self.waiting) + len(self.prefilled), "compiled_kernels": self.eng.compiled,
                 "cached_head_tokens": len(self.head), **self.counters}
-
-    def close(self) -> None:
-        self._closing = True
-        self._wake()
-        self._thread.join(timeout=10)
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:

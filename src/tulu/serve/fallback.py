@@ -9,16 +9,14 @@ empty. A request cancelled while it waits never runs; one already generating run
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 
 from tulu.rollout.base import SamplingParams
-from tulu.serve.engine import Engine, Event, GenRequest, TokenLogprob
+from tulu.serve.engine import Event, ThreadedEngine, TokenLogprob
 
 log = logging.getLogger(__name__)
 
 
-class HFEngine(Engine):
+class HFEngine(ThreadedEngine):
     continuous_batching = False
 
     def __init__(self, name: str, model, tokenizer, *, max_model_len: int = 2048):
@@ -29,27 +27,13 @@ class HFEngine(Engine):
         self.backend = HFBackend(model, tokenizer, batch_size=1)
         limit = getattr(model.config, "max_position_embeddings", None) or max_model_len
         self.max_model_len = min(max_model_len, limit)
-        self.inbox: queue.SimpleQueue[GenRequest | None] = queue.SimpleQueue()
         self.counters = {"requests": 0, "tokens": 0, "cancelled": 0}
         self.busy = False
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"tulu-serve-{name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, req: GenRequest) -> None:
-        if len(req.prompt_ids) + req.max_tokens > self.max_model_len:
-            raise ValueError(f"prompt ({len(req.prompt_ids)}) + max_tokens ({req.max_tokens}) exceed "
-                             f"max_model_len {self.max_model_len}")
-        self.inbox.put(req)
+        self._start_thread(name)
 
     def stats(self) -> dict:
         return {"backend": "hf", "continuous_batching": False, "max_model_len": self.max_model_len,
                 "running_rows": int(self.busy), "waiting_requests": self.inbox.qsize(), **self.counters}
-
-    def close(self) -> None:
-        self._closing = True
-        self.inbox.put(None)
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._closing:
