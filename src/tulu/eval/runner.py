@@ -67,47 +67,48 @@ def _chunks(seq: Sequence, n: int):
         yield seq[i:i + n]
 
 
-def generate_cached(task: Task, items: list[BenchmarkItem], backend: GenerationBackend, cache: GenerationCache,
-                    batch_size: int) -> list[list[str]]:
+def _fill_cache(task: Task, items: list[BenchmarkItem], cache: GenerationCache, batch_size: int, doing: str,
+                run_batch) -> list[list]:
+    """Run ``run_batch(batch) -> [(values, notes) per item]`` on the items not cached yet, in batches of
+    ``batch_size``, saving the cache after each batch (an interrupted run resumes); return every item's values."""
     todo = [it for it in items if it.id not in cache.entries]
     if todo:
-        log.info("%s: generating %d of %d items (%d cached)", task.name, len(todo), len(items),
-                 len(items) - len(todo))
+        log.info("%s: %s %d of %d items (%d cached)", task.name, doing, len(todo), len(items), len(items) - len(todo))
     bar = progress(total=len(todo), desc=f"{task.name}", unit="item")
     try:
         for batch in _chunks(todo, max(1, batch_size)):
-            outs = backend.generate([task.messages(it) for it in batch], task.sampling)
-            for it, out in zip(batch, outs):
-                cache.put(it.id, [c.text for c in out.completions], [c.finish_reason for c in out.completions])
+            for it, (values, notes) in zip(batch, run_batch(batch)):
+                cache.put(it.id, values, notes)
             cache.save()
             bar.update(len(batch))
     finally:
         bar.close()
     return [cache.entries[it.id]["responses"] for it in items]
+
+
+def generate_cached(task: Task, items: list[BenchmarkItem], backend: GenerationBackend, cache: GenerationCache,
+                    batch_size: int) -> list[list[str]]:
+    def run_batch(batch):
+        outs = backend.generate([task.messages(it) for it in batch], task.sampling)
+        return [([c.text for c in out.completions], [c.finish_reason for c in out.completions]) for out in outs]
+
+    return _fill_cache(task, items, cache, batch_size, "generating", run_batch)
 
 
 def loglik_cached(task: Task, items: list[BenchmarkItem], backend: GenerationBackend, cache: GenerationCache,
                   batch_size: int) -> list[list[float]]:
     """The log-prob of every request of every item (``task.loglik_requests``), cached like generations."""
-    todo = [it for it in items if it.id not in cache.entries]
-    if todo:
-        log.info("%s: scoring %d of %d items by log-likelihood (%d cached)", task.name, len(todo), len(items),
-                 len(items) - len(todo))
-    bar = progress(total=len(todo), desc=f"{task.name}", unit="item")
-    try:
-        for batch in _chunks(todo, max(1, batch_size)):
-            reqs = [task.loglik_requests(it) for it in batch]
-            outs = backend.loglikelihood([r for rs in reqs for r in rs])
-            k = 0
-            for it, rs in zip(batch, reqs):
-                part = outs[k:k + len(rs)]
-                k += len(rs)
-                cache.put(it.id, [o.logprob for o in part], ["greedy" if o.greedy else "" for o in part])
-            cache.save()
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    return [cache.entries[it.id]["responses"] for it in items]
+    def run_batch(batch):
+        reqs = [task.loglik_requests(it) for it in batch]
+        outs = backend.loglikelihood([r for rs in reqs for r in rs])
+        per_item, k = [], 0
+        for rs in reqs:
+            part = outs[k:k + len(rs)]
+            k += len(rs)
+            per_item.append(([o.logprob for o in part], ["greedy" if o.greedy else "" for o in part]))
+        return per_item
+
+    return _fill_cache(task, items, cache, batch_size, "scoring by log-likelihood", run_batch)
 
 
 def limit_items(items: list[BenchmarkItem], limit: int) -> list[BenchmarkItem]:
