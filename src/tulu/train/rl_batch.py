@@ -71,22 +71,25 @@ class RLBatch:
         return flat.new_zeros(b * t).index_put((self.flat_index,), flat).view(b, t)
 
 
-def collate_rollouts(rollouts: Sequence[Rollout], pad_token_id: int, fields: Sequence[str] = ()) -> RLBatch:
-    seqs = collate_sequences([r.encoded() for r in rollouts], pad_token_id, layout="packed")
+def response_grid(rollouts: Sequence[Rollout], fields: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``([B, T] mask of response tokens, {field: [B, T] right-padded per-token values})`` of the rollouts."""
     width = max(len(r.response_ids) for r in rollouts)
     mask = torch.zeros(len(rollouts), width, dtype=torch.bool)
-    flat = []
     for i, r in enumerate(rollouts):
-        n = len(r.response_ids)
-        mask[i, :n] = True
-        flat.append(torch.arange(n) + i * width)
+        mask[i, :len(r.response_ids)] = True
     tensors = {}
     for name in fields:
         grid = torch.zeros(len(rollouts), width)
         for i, r in enumerate(rollouts):
-            value = getattr(r, name)
-            grid[i, :len(r.response_ids)] = value
+            grid[i, :len(r.response_ids)] = getattr(r, name)
         tensors[name] = grid
+    return mask, tensors
+
+
+def collate_rollouts(rollouts: Sequence[Rollout], pad_token_id: int, fields: Sequence[str] = ()) -> RLBatch:
+    seqs = collate_sequences([r.encoded() for r in rollouts], pad_token_id, layout="packed")
+    mask, tensors = response_grid(rollouts, fields)
+    flat = [torch.arange(len(r.response_ids)) + i * mask.shape[1] for i, r in enumerate(rollouts)]
     return RLBatch(seqs, torch.cat(flat), mask, tensors)
 
 

@@ -46,8 +46,8 @@ from tulu.train.advantages import gae, group_advantages, masked_mean, masked_whi
 from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
 from tulu.train.engine import Engine, RunSummary, Task
 from tulu.train.rl_batch import (BatchLog, PromptCursor, RLBatch, Rollout, batch_stats, collate_rollouts, generate,
-                                 heldout_accuracy, per_token_pass, policy_of, rollout_records, score, token_logprobs,
-                                 token_values)
+                                 heldout_accuracy, per_token_pass, policy_of, response_grid, rollout_records, score,
+                                 token_logprobs, token_values)
 from tulu.train.rl_losses import kl_estimate, logprob_mismatch_stats, policy_loss, truncated_is_weights, value_loss
 from tulu.utils import atomic_write_text, stable_hash
 
@@ -273,26 +273,18 @@ def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> d
     """Set each rollout's advantages (and PPO's returns); returns batch statistics for the log."""
     if not rollouts:
         return {}
-    width = max(len(r.response_ids) for r in rollouts)
-    mask = torch.zeros(len(rollouts), width, dtype=torch.bool)
-    for i, r in enumerate(rollouts):
-        mask[i, :len(r.response_ids)] = True
-
-    def grid(name: str) -> torch.Tensor:
-        g = torch.zeros(len(rollouts), width)
-        for i, r in enumerate(rollouts):
-            g[i, :len(r.response_ids)] = getattr(r, name)
-        return g
+    have = [f for f in ("old_logp", "ref_logp", "old_values") if getattr(rollouts[0], f) is not None]
+    mask, grids = response_grid(rollouts, have)
 
     rewards = torch.tensor([r.reward for r in rollouts])
     stats: dict[str, float] = {}
     if s["advantage"] == "gae":
         kl = None
         if cfg.rl.beta > 0:
-            kl = kl_estimate(grid("old_logp"), grid("ref_logp"), mask, s["kl_estimator"])
+            kl = kl_estimate(grids["old_logp"], grids["ref_logp"], mask, s["kl_estimator"])
             stats["kl"] = float(masked_mean(kl, mask))
         token_rewards = per_token_rewards(rewards, mask, kl=kl, beta=cfg.rl.beta)
-        adv, ret = gae(token_rewards, grid("old_values"), mask, gamma=cfg.rl.gamma, lam=cfg.rl.lam)
+        adv, ret = gae(token_rewards, grids["old_values"], mask, gamma=cfg.rl.gamma, lam=cfg.rl.lam)
         if cfg.rl.whiten_advantages:
             adv = masked_whiten(adv, mask)
         for i, r in enumerate(rollouts):
@@ -304,7 +296,7 @@ def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> d
         for r, a in zip(rollouts, adv.tolist()):
             r.advantages = torch.full((len(r.response_ids),), a)
         if cfg.rl.beta > 0 and rollouts[0].old_logp is not None:  # on-policy: the step logs kl_loss instead
-            stats["kl"] = float(masked_mean(kl_estimate(grid("old_logp"), grid("ref_logp"), mask, "k1"), mask))
+            stats["kl"] = float(masked_mean(kl_estimate(grids["old_logp"], grids["ref_logp"], mask, "k1"), mask))
     return stats
 
 
@@ -462,9 +454,9 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                     for r, sc in zip(rollouts, rm_scores):
                         r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
                 if not on_policy:
-                    grid = collate_rollouts(rollouts, pad, ["old_logp", "gen_logp"])
+                    mask, grids = response_grid(rollouts, ["old_logp", "gen_logp"])  # no packing needed
                     stats.update({k: float(v) for k, v in logprob_mismatch_stats(
-                        grid.tensors["old_logp"], grid.tensors["gen_logp"], grid.mask,
+                        grids["old_logp"], grids["gen_logp"], mask,
                         cap=cfg.rl.tis_cap or 2.0).items()})
             # 6: advantages
             stats.update(advantages(rollouts, cfg, s))
