@@ -90,8 +90,12 @@ def test_cli_rlvr_runs_each_algorithm(tiny_dir, tmp_path, algorithm):
     assert first["mismatch/mean_abs"] < 1e-4
     for key in ("reward", "solve_rate", "stop_rate", "response_length", "zero_std_groups", "generate_s", "kl"):
         assert key in first, key
-    for name in ("ifeval", "gsm8k") if algorithm != "dapo" else ("ifeval",):  # dapo drops the all-0 gsm8k groups
+    # the batch's reward statistics cover every sampled rollout, also the groups dynamic sampling drops
+    for name in ("ifeval", "gsm8k"):
         assert any(f"reward/{name}" in r and f"solve_rate/{name}" in r for r in rows), name
+    assert all(0 <= r["trained_rollouts"] <= 4 * 2 for r in rows)
+    if algorithm != "dapo":
+        assert all(r["trained_rollouts"] == 4 * 2 for r in rows if algorithm != "ppo")
     assert ("value_loss" in first) == (algorithm == "ppo")
     rollouts = _lines(out / "rollouts.jsonl")
     assert len(rollouts) == sum(1 for _ in rollouts)

@@ -385,6 +385,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
         """Generate, score and (DAPO) filter one batch of rollouts."""
         t0 = time.perf_counter()
         kept: list[Rollout] = []
+        sampled: list[Rollout] = []  # every scored rollout, before the dynamic-sampling filter
         groups = dropped = 0
         for round_ in range(ro.max_sampling_rounds if s["dynamic_sampling"] else 1):
             need = ro.prompts_per_batch - groups + dropped if round_ else ro.prompts_per_batch
@@ -396,6 +397,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             score(rs, ground_truths, correct_score=cfg.reward.correct_score,
                   nonstop_penalty=cfg.reward.nonstop_penalty, pool=pool, timeout_s=cfg.reward.timeout_s or None)
             groups += len(indices)
+            sampled += rs
             if s["dynamic_sampling"]:
                 g = ro.samples_per_prompt
                 zero = zero_std_groups(torch.tensor([r.reward for r in rs]), g).tolist()
@@ -405,7 +407,9 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             if len(kept) >= ro.prompts_per_batch * ro.samples_per_prompt:
                 break
         kept = kept[:ro.prompts_per_batch * ro.samples_per_prompt]
-        stats = batch_stats(kept, groups, dropped)
+        # what the policy scored (unbiased by the filter), and how many rollouts the update trains on
+        stats = batch_stats(sampled, groups, dropped)
+        stats["trained_rollouts"] = len(kept)
         stats["generate_s"] = time.perf_counter() - t0
         return kept, stats
 
