@@ -38,17 +38,16 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from tulu.config import option, to_dict
+from tulu.config import option
 from tulu.data.formats import DataError
 from tulu.train.advantages import gae, group_advantages, masked_mean, masked_whiten, per_token_rewards, zero_std_groups
-from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
-from tulu.train.engine import Engine, RunSummary, Task
+from tulu.train.common import LoraConfig, ModelConfig, TrainConfig
+from tulu.train.engine import RunSummary, Task
 from tulu.train.rl_batch import (BatchLog, PromptCursor, RLBatch, Rollout, batch_stats, collate_rollouts, generate,
-                                 heldout_accuracy, per_token_pass, policy_of, response_grid, rollout_records, score,
+                                 heldout_accuracy, policy_of, response_grid, rollout_records, score,
                                  token_logprobs, token_values)
-from tulu.train.rl_losses import kl_estimate, logprob_mismatch_stats, policy_loss, truncated_is_weights, value_loss
+from tulu.train.rl_losses import kl_estimate, policy_loss, truncated_is_weights, value_loss
 from tulu.utils import atomic_write_text, stable_hash
 
 log = logging.getLogger(__name__)
@@ -135,6 +134,10 @@ class RLConfig:
     value_lr_scale: float = option(1.0, "Value model learning rate / policy learning rate.")
     tis_cap: float = option(2.0, "Truncated importance sampling: weight tokens by min(pi_learner/pi_generator, cap) "
                                  "(open-instruct: 2.0). 0: off.")
+    learner: Literal["local", "ray"] = option(
+        "local", "Where the learner (the models and the step engine) runs: local (this process; with `accelerate "
+                 "launch`, one per process) or ray (a Ray actor, apart from the generators, as in open-instruct's "
+                 "distributed RLVR; the weights reach the generators through Ray's object store).")
     old_logprobs: Literal["learner", "generator"] = option(
         "learner", "learner: one no-grad pass gives the old log-probs (exact ratio, mismatch measured); generator: "
                    "reuse the generator's log-probs (faster; only sound when both compute the same numbers).")
@@ -304,18 +307,16 @@ def advantages(rollouts: list[Rollout], cfg: RLVRConfig, s: dict[str, Any]) -> d
 def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to bottom)
     from tulu.data.rlvr import load_rlvr_prompts
     from tulu.data.templates import render_prompt
-    from tulu.models import load_model, load_tokenizer
+    from tulu.models import load_tokenizer
     from tulu.rollout import SamplingParams, get_backend
-    from tulu.train.attention import set_packed_attention
+    from tulu.train.rl_learner import make_learner, steps_per_batch
     from tulu.verifiers.timeout import WorkerPool
 
     out = Path(cfg.output_dir)
     s = cfg.rl.resolved()
     ro = cfg.rollout
-    engine = Engine(cfg.train, out, run_config=to_dict(cfg), desc=f"rlvr ({cfg.rl.algorithm})")
-    engine.show = ("loss", "reward")
 
-    # -- data: every prompt validated and tokenized before the first step
+    # -- data: every prompt validated and tokenized before the first step (and before any model loads)
     tok = load_tokenizer(cfg.model.path)
     prompts = load_rlvr_prompts(cfg.data.prompts, cfg.train.seed, "train")
     heldout = load_rlvr_prompts(cfg.data.heldout, cfg.train.seed, "heldout") if cfg.data.heldout else []
@@ -327,54 +328,34 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             raise DataError(f"{prompts[i].get('source', '?')}: prompt {prompts[i].get('id', i)}: {len(p)} tokens, "
                             f"more than data.max_length={cfg.data.max_length}")
 
-    # -- models: policy (trained), reference (frozen; only when beta > 0), value model (PPO)
-    policy = load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu", attn_implementation="sdpa")
-    set_packed_attention(policy)
-    reference = None
-    if cfg.rl.beta > 0:
-        reference = engine.prepare_frozen(load_model(cfg.model.path, dtype=cfg.model.dtype, device="cpu"))
-        set_packed_attention(reference)
-    # vLLM engines and Ray generation actors load the model by path; the CPU backends take the loaded policy.
-    # Either way the weights the learner trains are handed over after every batch (sync_weights).
+    # -- the learner: policy (trained), reference (only when beta > 0), value model (PPO) on the step engine,
+    #    in this process or in a Ray actor (rl.learner)
+    learner = make_learner(cfg, tok.pad_token_id)
+    # -- the generator: vLLM engines and Ray generation actors load the model by path; an in-process CPU
+    #    backend shares the local learner's policy. Either way it gets the trained weights after every batch.
     on_gpu_engine = ro.backend in ("vllm", "ray") or (ro.backend == "auto" and torch.cuda.is_available())
-    backend = get_backend(ro.backend, cfg.model.path if on_gpu_engine else policy, tok)
-    if cfg.lora.enabled:
-        policy = apply_lora(policy, cfg.lora, cfg.train.seed)
-    modules: dict[str, nn.Module] = {"policy": policy}
-    if s["advantage"] == "gae":
-        if not cfg.rl.value_model:
-            raise DataError("rl.value_model: PPO needs a value model: a reward-model folder (`tulu rm` output, as "
-                            "Tulu 3) or 'policy' (the starting policy with a fresh head)")
-        path = cfg.model.path if cfg.rl.value_model == "policy" else cfg.rl.value_model
-        modules["value"] = load_model(path, dtype=cfg.model.dtype, device="cpu", num_labels=1)
-        modules["value"].config.pad_token_id = tok.pad_token_id
-        set_packed_attention(modules["value"])
-    reward_model = None
-    if cfg.reward.reward_model and cfg.reward.reward_model_multiplier:
-        reward_model = engine.prepare_frozen(load_model(cfg.reward.reward_model, device="cpu", num_labels=1))
+    local_model = learner.base_policy if not on_gpu_engine else None
+    backend = get_backend(ro.backend, local_model if local_model is not None else cfg.model.path, tok)
     # -- the plan: batches over the prompt set, a fixed number of optimizer steps per batch
-    minibatches = ro.prompts_per_batch * ro.samples_per_prompt // cfg.train.effective_batch_size
-    steps_per_batch = s["epochs_per_batch"] * minibatches
-    on_policy = steps_per_batch == 1 and s["advantage"] != "gae" and cfg.rl.old_logprobs == "learner"
-    task = RLTask(cfg, s, tok.pad_token_id, on_policy=on_policy)
-    engine.prepare(modules, task, lr_scales={"value": cfg.rl.value_lr_scale})
+    _, per_batch = steps_per_batch(cfg)
     num_batches = max(1, len(prompts) * cfg.train.num_epochs // ro.prompts_per_batch)
     if cfg.train.max_steps > 0:
-        num_batches = max(1, min(num_batches, cfg.train.max_steps // steps_per_batch))
+        num_batches = max(1, min(num_batches, cfg.train.max_steps // per_batch))
     cursor = PromptCursor(len(prompts), cfg.train.seed)
-    engine.register_state("prompts", cursor)
-    engine.plan(num_batches * steps_per_batch, stable_hash(len(prompts), ro.prompts_per_batch, ro.samples_per_prompt,
-                                                           steps_per_batch, cfg.train.seed, prompts[:16]))
-    start = engine.begin()
-    start_batch = start // steps_per_batch
-    engine.sync_weights(backend)  # the generator starts from the (possibly resumed) policy
-    rollout_log = BatchLog(out / "rollouts.jsonl", start_batch, engine.is_main)
-    batch_log = BatchLog(out / "batches.jsonl", start_batch, engine.is_main)
+    start_batch, saved = learner.begin(num_batches, stable_hash(len(prompts), ro.prompts_per_batch,
+                                                                ro.samples_per_prompt, per_batch, cfg.train.seed,
+                                                                prompts[:16]))
+    if saved:
+        cursor.load_state_dict(saved)
+    learner.sync(backend)  # the generator starts from the (possibly resumed) policy
+    is_main = learner.info()["is_main"]
+    rollout_log = BatchLog(out / "rollouts.jsonl", start_batch, is_main)
+    batch_log = BatchLog(out / "batches.jsonl", start_batch, is_main)
     pool = WorkerPool(cfg.reward.workers) if cfg.reward.workers > 0 else None
     before_path = out / "heldout_before.json"
-    if heldout and (start == 0 or not before_path.is_file()):
+    if heldout and (start_batch == 0 or not before_path.is_file()):
         before = heldout_accuracy(backend, heldout_ids, heldout, ro.max_new_tokens)
-        if engine.is_main:
+        if is_main:
             atomic_write_text(before_path, json.dumps(before))
     else:
         before = json.loads(before_path.read_text()) if heldout else []
@@ -428,92 +409,55 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                 stats["staleness"] = 0
             if executor is not None and b + 1 < num_batches:
                 pending = executor.submit(sample, b + 1)
-            # 5: the learner's view of the rollouts
+            # 5: the learner's view of the rollouts (old / reference log-probs, values, the generator gap)
             t0 = time.perf_counter()
-            pol = engine.unwrapped_model("policy")
-            pad = tok.pad_token_id
-            bs = cfg.train.per_device_batch_size
             if rollouts:
-                if not on_policy:
-                    if cfg.rl.old_logprobs == "learner":
-                        olds = per_token_pass(pol, rollouts, pad, bs,
-                                              lambda m, x: token_logprobs(m, x, ro.temperature))
-                    else:
-                        olds = [r.gen_logp for r in rollouts]
-                    for r, o in zip(rollouts, olds):
-                        r.old_logp = o
-                if reference is not None:
-                    refs = per_token_pass(reference, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
-                    for r, o in zip(rollouts, refs):
-                        r.ref_logp = o
-                if "value" in modules:
-                    vals = per_token_pass(engine.unwrapped_model("value"), rollouts, pad, bs, token_values)
-                    for r, v in zip(rollouts, vals):
-                        r.old_values = v
-                if reward_model is not None:
-                    from tulu.train.rm import last_token_scores
-
-                    rm_scores = per_token_pass(reward_model, rollouts, pad, bs,
-                                               lambda m, x: last_token_scores(m, x.seqs)[:, None])
-                    for r, sc in zip(rollouts, rm_scores):
-                        r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
-                if not on_policy:
-                    mask, grids = response_grid(rollouts, ["old_logp", "gen_logp"])  # no packing needed
-                    stats.update({k: float(v) for k, v in logprob_mismatch_stats(
-                        grids["old_logp"], grids["gen_logp"], mask,
-                        cap=cfg.rl.tis_cap or 2.0).items()})
+                rollouts, learner_stats = learner.prepare(rollouts)
+                stats.update(learner_stats)
             # 6: advantages
             stats.update(advantages(rollouts, cfg, s))
             stats["prepare_s"] = time.perf_counter() - t0
             # 7: K passes of clipped updates over minibatches
-            t0 = time.perf_counter()
-            rng = np.random.default_rng([cfg.train.seed, b])
-            for _ in range(s["epochs_per_batch"]):
-                order = rng.permutation(len(rollouts)).tolist()
-                for m in range(minibatches):
-                    mb = [rollouts[i] for i in order[m::minibatches]]
-                    mine = mb[engine.accelerator.process_index::engine.accelerator.num_processes]
-                    micro = [mine[k::engine.accumulation] for k in range(engine.accumulation)]
-                    denom = sum(task.weight(r) for r in mb)
-                    record = engine.step(micro, max(denom, 1.0), tokens=sum(task.num_tokens(r) for r in mb),
-                                         items=len(mb), extra=stats)
-            stats["train_s"] = time.perf_counter() - t0
+            record = learner.train(rollouts, b, stats, cursor.state_dict())
+            stats["train_s"] = record.pop("train_s")
             # 8: the generator gets the new weights; the batch is logged; a checkpoint where resuming is exact
             if pending is not None:
                 pending.result()  # finish generating the next batch with the weights it started with
-            stats["sync_s"] = engine.sync_weights(backend)
+            stats["sync_s"] = learner.sync(backend)
             rollout_log.write(rollout_records(b, rollouts, prompts))
-            batch_log.write([{"batch": b, "step": engine.global_step, **stats}])
+            info = learner.info()
+            batch_log.write([{"batch": b, "step": info["global_step"], **stats}])
             last = dict(record, batch=b + 1)
-            engine.maybe_checkpoint(record)
+            learner.checkpoint(record)
     finally:
         if executor is not None:
             executor.shutdown(wait=True)
-        engine.end()
+        learner.end()
     after = heldout_accuracy(backend, heldout_ids, heldout, ro.max_new_tokens)
     if pool is not None:
         pool.close()
     backend.close()
     if after:
         log.info("held-out accuracy after training: %.3f on %d prompts", float(np.mean(after)), len(after))
-    card = (f"# RLVR ({cfg.rl.algorithm}) from {cfg.model.path}\n\nTrained by `tulu rlvr` for {engine.global_step} "
+    info = learner.info()
+    card = (f"# RLVR ({cfg.rl.algorithm}) from {cfg.model.path}\n\nTrained by `tulu rlvr` for {info['global_step']} "
             f"optimizer steps on {len(prompts)} prompts with verifiable rewards.\n")
-    model_dir = engine.save_model(tok, out / "model", model_card=card, merge_lora=cfg.lora.merge_on_save,
-                                  name="policy")
+    model_dir = learner.save_model(cfg.model.path, card)
+    if hasattr(learner, "close"):
+        learner.close()
     heldout_block = {}
     if heldout:
         heldout_block = {"prompts": len(heldout), "before": before, "after": after,
                          "verifiers": [p["verifier"] for p in heldout]}
-    summary = RunSummary("rlvr", str(model_dir) if model_dir else None, engine.global_step, start,
-                         engine.first_logged("loss"), last,
+    summary = RunSummary("rlvr", model_dir, info["global_step"], start_batch * per_batch, info["first_loss"], last,
                          {"accuracy": float(np.mean(before))} if before else {},
                          {"accuracy": float(np.mean(after))} if after else {},
                          details={"algorithm": cfg.rl.algorithm, "settings": s, "prompts": len(prompts),
-                                  "batches": num_batches, "heldout": heldout_block,
+                                  "batches": num_batches, "heldout": heldout_block, "learner": cfg.rl.learner,
                                   "seconds": round(time.perf_counter() - t_run, 1)})
-    if engine.is_main:
+    if is_main:
         summary.write(out)
-        log.info("RLVR done: %d steps; model written to %s", engine.global_step, model_dir)
+        log.info("RLVR done: %d steps; model written to %s", info["global_step"], model_dir)
     return summary
 
 
