@@ -104,6 +104,24 @@ def test_registered_state_and_weights_resume_exactly(tmp_path):
     assert steps == list(range(1, 13))
 
 
+def test_a_constant_schedule_run_resumes_with_another_length(tmp_path):
+    """max_steps changed between the kill and the resume: with a constant learning rate (no warmup) the steps
+    taken are the same, so a 2-batch plan continues a 3-batch run's checkpoint and ends with the weights of an
+    uninterrupted 2-batch run; with the linear schedule the learning rates differ and the resume is refused."""
+    short, short_mods, _, _ = rl_like_run(tmp_path / "short", batches=2, lr_scheduler="constant")
+    rl_like_run(tmp_path / "cut", batches=3, stop_after=2, lr_scheduler="constant")  # checkpoint at step 8 of 12
+    resumed, mods, _, start = rl_like_run(tmp_path / "cut", batches=2, lr_scheduler="constant")
+    assert start == 8 and resumed.global_step == 8
+    for name in ("policy", "value"):
+        for a, b in zip(resumed.unwrapped_model(name).parameters(), short.unwrapped_model(name).parameters()):
+            assert torch.equal(a, b), name
+    rl_like_run(tmp_path / "lin", batches=3, stop_after=2)
+    with pytest.raises(ResumeError, match="a run of 12 steps, this one plans 8"):
+        rl_like_run(tmp_path / "lin", batches=2)
+    with pytest.raises(ResumeError, match="not past the new end"):
+        rl_like_run(tmp_path / "cut", batches=1, lr_scheduler="constant")  # step 8 > 4
+
+
 def test_resume_refuses_a_checkpoint_without_the_registered_state(tmp_path):
     rl_like_run(tmp_path, batches=2)
     cfg = TrainConfig(learning_rate=0.05, effective_batch_size=4, per_device_batch_size=2, seed=3)

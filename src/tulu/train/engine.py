@@ -423,10 +423,23 @@ class Engine:
 
     def load_checkpoint(self, path: Path) -> int:
         state = json.loads((path / STATE_FILE).read_text())
-        if state.get("fingerprint") != self.fingerprint or state.get("total_steps") != self.total_steps:
-            raise ResumeError(
-                f"{path}: checkpoint was written for other data or batch settings (total_steps "
-                f"{state.get('total_steps')} vs {self.total_steps}); use train.resume=never or another output_dir")
+        if state.get("fingerprint") != self.fingerprint:
+            raise ResumeError(f"{path}: checkpoint was written for other data or batch settings; use "
+                              f"train.resume=never or another output_dir")
+        planned, step = int(state.get("total_steps", -1)), int(state["global_step"])
+        if planned != self.total_steps:
+            # a longer or shorter run (max_steps changed) continues only where the steps already taken would
+            # have had the same learning rates: constant after the same warmup, and not past the new end
+            same = (self.cfg.lr_scheduler == "constant" and step <= self.total_steps
+                    and warmup_steps_for(planned, self.cfg.warmup_ratio) == self.warmup)
+            if not same:
+                raise ResumeError(
+                    f"{path}: checkpoint was written for a run of {planned} steps, this one plans {self.total_steps}; "
+                    f"resuming changes the steps taken so far unless the learning rate is constant with the same "
+                    f"warmup and the checkpoint (step {step}) is not past the new end. Use train.resume=never or "
+                    f"another output_dir")
+            log.warning("%s: run planned for %d steps, continuing to %d (constant learning rate: the %d steps "
+                        "taken are the same)", path, planned, self.total_steps, step)
         self.accelerator.load_state(str(path))
         if self._extra:
             extra_path = path / EXTRA_STATE_FILE
