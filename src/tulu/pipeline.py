@@ -254,6 +254,9 @@ class Pipeline:
     def run(self) -> dict:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.root / "pipeline_config.json", to_dict(self.cfg))
+        from tulu.report.facts import collect
+
+        atomic_write_json(self.root / "run_facts.json", collect(self.cfg.seed))
         stages = [s for s in ALL_STAGES if s in self.cfg.stages]
         texts = {"data": "build the SFT and preference mixtures", "decontam": "8-gram decontamination vs eval suites",
                  "sft": "supervised finetuning", "dpo": f"preference tuning ({self.cfg.dpo.dpo.loss_type})",
