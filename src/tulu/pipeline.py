@@ -10,7 +10,8 @@ finished stages, so an interrupted pipeline resumes where it stopped):
 4. ``dpo``       preference tuning of the SFT model on the filtered pairs;
 5. ``rlvr``      RL with verifiable rewards from the DPO model, on the filtered RLVR prompts;
 6. ``eval``      the same tasks on the base model and every stage's model;
-7. ``report``    markdown + HTML report comparing the stages, printed at the end.
+7. ``report``    the run report (report.html, self-contained; report.md; report.json): eval tables with
+                 paired significance, training curves, contamination, samples, run facts (docs/report.md).
 """
 
 from __future__ import annotations
@@ -233,12 +234,12 @@ class Pipeline:
         return {"results": out}
 
     def report(self) -> dict:
-        from tulu.report import Run, load_results, markdown_table, write_report
+        from tulu.report import Run, load_results, markdown_table, write_run_report
 
         ev = self._done("eval") or {"results": {}}
         runs = [Run(which, load_results(path)) for which, path in ev["results"].items()]
         out = self.root / "report"
-        paths = write_report(runs, out, title="tulu pipeline: base -> SFT -> DPO -> RLVR") if runs else {}
+        paths = write_run_report([self.root], out, title=f"tulu pipeline: {self.root.name}") if runs else {}
         lines = ["# tulu pipeline report", "", f"Recipe run folder: `{self.root}`", ""]
         for stage in ("data", "decontam", *TRAINED):
             info = self._done(stage)
