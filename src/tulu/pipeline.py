@@ -303,6 +303,9 @@ class Pipeline:
             runs = [Run(w, load_results(p)) for w, p in ev["results"].items()]
             print("\n" + markdown_table(runs), end="")
         rep = s.get("report") or {}
+        if rep.get("json") and Path(rep["json"]).is_file():
+            for sec in json.loads(Path(rep["json"]).read_text())["runs"]:
+                print("\n" + "\n".join(f"- {line}" for line in sec["verdict"]))
         if rep.get("html"):
             print(f"\nreport: {rep['html']}")
         print(f"\nchat with the models: tulu serve {self.root}")
