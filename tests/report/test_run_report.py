@@ -182,3 +182,18 @@ def test_bad_generations_line_names_file_and_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"gsm8k.jsonl:3: not valid JSON"):
         build([load_pipeline_run(root)], plot=False)
+
+
+def test_run_facts_cpu_and_stage_times(tmp_path):
+    from tulu.report.facts import cpu_info, facts_rows, read_run_facts
+
+    info = cpu_info("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu\n")
+    assert info["model"] == "AMD EPYC 9R14" and info["flags"] == ["avx2", "avx512f", "avx512_bf16"]
+    root = make_run(tmp_path / "a")
+    facts = read_run_facts(root)
+    assert facts["stage_seconds"] == {"data": 1.0, "decontam": 2.0, "sft": 30.0, "eval": 120.0}
+    assert facts["seeds"] == {"data": 7, "sft": 11}
+    (root / "run_facts.json").unlink()  # an old run folder: facts collected now, and the table says so
+    rows = dict(facts_rows(read_run_facts(root)))
+    assert "at report time" in rows["facts collected"] and rows["git commit"]
