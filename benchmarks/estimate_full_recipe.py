@@ -2,8 +2,10 @@
 measurement: it assumes each stage's cost grows linearly with its examples, pairs, batches and eval items).
 
     python benchmarks/estimate_full_recipe.py RUN_DIR recipes/embedded_cpu_full.yaml
+    python benchmarks/estimate_full_recipe.py benchmarks/results/full_recipe_rates_2026-12-01.json recipes/embedded_cpu_full.yaml
 
-RUN_DIR is a finished `tulu pipeline recipes/embedded_cpu.yaml` run. Rates per unit: SFT seconds per training
+RUN_DIR is a finished `tulu pipeline recipes/embedded_cpu.yaml` run; a JSON file gives the rates directly (with
+their provenance in its "source"). Rates per unit: SFT seconds per training
 example, DPO seconds per training pair-epoch (the reference pass included), RLVR seconds per batch (its held-out
 passes included), eval seconds per item per task and model (`results.json` generate + score). Tasks the run did
 not evaluate borrow the rate of a named stand-in (IFBench: IFEval's; same prompt style and budget)."""
@@ -72,10 +74,13 @@ def estimate(r: dict, recipe: Path) -> list[tuple[str, float, str]]:
 
 def main() -> None:
     run, recipe = Path(sys.argv[1]), Path(sys.argv[2])
-    r = rates(run)
-    print(f"rates measured by {run}: " + json.dumps({k: (round(v, 3) if isinstance(v, float) else
-                                                          {a: round(b, 3) for a, b in v.items()})
-                                                      for k, v in r.items()}))
+    if run.is_file():
+        r = json.loads(run.read_text())
+        print(f"rates from {run}: {r.pop('source', '')}")
+    else:
+        r = rates(run)
+    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else {a: round(b, 3) for a, b in v.items()})
+                      for k, v in r.items()}))
     rows = estimate(r, recipe)
     total = sum(s for _, s, _ in rows if s == s)
     print(f"\n| stage | estimated | from |\n|---|---:|---|")
