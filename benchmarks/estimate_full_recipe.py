@@ -83,10 +83,10 @@ def main() -> None:
                       for k, v in r.items()}))
     rows = estimate(r, recipe)
     total = sum(s for _, s, _ in rows if s == s)
-    print(f"\n| stage | estimated | from |\n|---|---:|---|")
+    print("\n| stage | estimated | from |\n|---|---:|---|")
     for name, s, how in rows:
         print(f"| {name} | {s / 60:.0f} min | {how} |")
-    print(f"| **total** | **{total / 3600:.1f} h** | an estimate at the run's rates |")
+    print(f"| **total** | **{total / 60:.0f} min ({total / 3600:.1f} h)** | an estimate at these rates |")
 
 
 if __name__ == "__main__":
