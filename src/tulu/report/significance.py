@@ -112,12 +112,13 @@ def task_rows(run: RunData, contamination: dict[str, str] | None = None) -> list
 
 
 def average_rows(run: RunData, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per suite: the mean of the task headlines that ran in every stage, and its paired delta."""
+    """Per suite with at least two tasks that ran in every stage: the mean of their headlines and its paired
+    delta."""
     out = []
     suites = sorted({r["suite"] for r in rows if r["suite"]}, key=lambda s: SUITE_ORDER.get(s, 3))
     for suite in suites:
         tasks = [r for r in rows if r["suite"] == suite and all(v is not None for v in r["values"])]
-        if not tasks:
+        if len(tasks) < 2:  # the average of one task is that task (and its test is already in its row)
             continue
         values = []
         for k in range(len(run.evals)):
