@@ -297,15 +297,17 @@ class Pipeline:
             print(f"rlvr      held-out verifiable accuracy {s['rlvr']['heldout_before']:.3f} -> "
                   f"{s['rlvr']['heldout_after']:.3f} ({s['rlvr']['steps']} steps, {s['rlvr']['algorithm']})")
         ev = self._done("eval")
-        if ev:
+        rep = s.get("report") or {}
+        if rep.get("json") and Path(rep["json"]).is_file():  # the eval tables with paired tests, and the verdict
+            from tulu.report.markdown import eval_table
+
+            for sec in json.loads(Path(rep["json"]).read_text())["runs"]:
+                print("\n" + "\n".join(eval_table(sec)) + "\n".join(f"- {line}" for line in sec["verdict"]))
+        elif ev:
             from tulu.report import Run, load_results, markdown_table
 
             runs = [Run(w, load_results(p)) for w, p in ev["results"].items()]
             print("\n" + markdown_table(runs), end="")
-        rep = s.get("report") or {}
-        if rep.get("json") and Path(rep["json"]).is_file():
-            for sec in json.loads(Path(rep["json"]).read_text())["runs"]:
-                print("\n" + "\n".join(f"- {line}" for line in sec["verdict"]))
         if rep.get("html"):
             print(f"\nreport: {rep['html']}")
         print(f"\nchat with the models: tulu serve {self.root}")
