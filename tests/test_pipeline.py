@@ -51,6 +51,16 @@ eval: {{tasks: [gsm8k], limit: 2, max_new_tokens: 8, batch_size: 2}}
     assert all("gsm8k" in r["tasks"] for r in results.values())
     html = (out / "report" / "report.html").read_text()
     assert "sft" in html and "dpo" in html
+    # the run report: every stage's curves, paired deltas on the same items, contamination, samples, facts
+    rep = json.loads((out / "report" / "report.json").read_text())
+    assert set(rep["curves"]) == {"sft", "dpo", "rlvr"} and html.count("data:image/png;base64,") == 4
+    sec = rep["runs"][0]
+    assert sec["stages"] == ["base", "sft", "dpo", "rlvr"]
+    gsm = next(r for s in sec["eval"]["suites"] for r in s["rows"] if r["task"] == "gsm8k")
+    assert all(d["n"] == 2 and d["test"] == "mcnemar" for d in gsm["deltas"][1:])
+    assert gsm["contamination"].startswith("0% of gsm8k") and sec["contamination"]["mode"] == "remove"
+    assert sec["samples"] and len(sec["samples"][0]["answers"]) == 4
+    assert dict(sec["facts"])["git commit"] and "time per stage" in dict(sec["facts"])
     printed = capsys.readouterr().out
     assert "=== [7/7] report" in printed and "report:" in printed
     # A second run resumes: every stage but the report is skipped.

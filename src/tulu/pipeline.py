@@ -10,7 +10,8 @@ finished stages, so an interrupted pipeline resumes where it stopped):
 4. ``dpo``       preference tuning of the SFT model on the filtered pairs;
 5. ``rlvr``      RL with verifiable rewards from the DPO model, on the filtered RLVR prompts;
 6. ``eval``      the same tasks on the base model and every stage's model;
-7. ``report``    markdown + HTML report comparing the stages, printed at the end.
+7. ``report``    the run report (report.html, self-contained; report.md; report.json): eval tables with
+                 paired significance, training curves, contamination, samples, run facts (docs/report.md).
 """
 
 from __future__ import annotations
@@ -233,12 +234,12 @@ class Pipeline:
         return {"results": out}
 
     def report(self) -> dict:
-        from tulu.report import Run, load_results, markdown_table, write_report
+        from tulu.report import Run, load_results, markdown_table, write_run_report
 
         ev = self._done("eval") or {"results": {}}
         runs = [Run(which, load_results(path)) for which, path in ev["results"].items()]
         out = self.root / "report"
-        paths = write_report(runs, out, title="tulu pipeline: base -> SFT -> DPO -> RLVR") if runs else {}
+        paths = write_run_report([self.root], out, title=f"tulu pipeline: {self.root.name}") if runs else {}
         lines = ["# tulu pipeline report", "", f"Recipe run folder: `{self.root}`", ""]
         for stage in ("data", "decontam", *TRAINED):
             info = self._done(stage)
@@ -254,6 +255,9 @@ class Pipeline:
     def run(self) -> dict:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.root / "pipeline_config.json", to_dict(self.cfg))
+        from tulu.report.facts import collect
+
+        atomic_write_json(self.root / "run_facts.json", collect(self.cfg.seed))
         stages = [s for s in ALL_STAGES if s in self.cfg.stages]
         texts = {"data": "build the SFT and preference mixtures", "decontam": "8-gram decontamination vs eval suites",
                  "sft": "supervised finetuning", "dpo": f"preference tuning ({self.cfg.dpo.dpo.loss_type})",
@@ -293,12 +297,17 @@ class Pipeline:
             print(f"rlvr      held-out verifiable accuracy {s['rlvr']['heldout_before']:.3f} -> "
                   f"{s['rlvr']['heldout_after']:.3f} ({s['rlvr']['steps']} steps, {s['rlvr']['algorithm']})")
         ev = self._done("eval")
-        if ev:
+        rep = s.get("report") or {}
+        if rep.get("json") and Path(rep["json"]).is_file():  # the eval tables with paired tests, and the verdict
+            from tulu.report.markdown import eval_table
+
+            for sec in json.loads(Path(rep["json"]).read_text())["runs"]:
+                print("\n" + "\n".join(eval_table(sec)) + "\n".join(f"- {line}" for line in sec["verdict"]))
+        elif ev:
             from tulu.report import Run, load_results, markdown_table
 
             runs = [Run(w, load_results(p)) for w, p in ev["results"].items()]
             print("\n" + markdown_table(runs), end="")
-        rep = s.get("report") or {}
         if rep.get("html"):
             print(f"\nreport: {rep['html']}")
         print(f"\nchat with the models: tulu serve {self.root}")

@@ -66,6 +66,7 @@ def build_report(scan: ScanResult, evals: Sequence[EvalInstance], eval_ntok: Seq
                 "train_instances": len(train_by_bench[b]),
                 "max_overlap": round(max(ratios), 4) if ratios else 0.0,
                 "mean_overlap": round(sum(ratios) / len(ratios), 4) if ratios else 0.0,
+                "hit_ids": [evals[e].id for e in hits],  # the report's contamination column needs the union
                 "examples": [_example(scan, si, evals[e], best[e], eval_ntok[e], per_eval_train[e], settings)
                              for e in order],
             }

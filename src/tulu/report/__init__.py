@@ -1,4 +1,6 @@
-"""Reports over eval results: markdown tables, matplotlib plots and an HTML page comparing runs."""
+"""Reports: the run report (``write_run_report``: one self-contained HTML page plus markdown and JSON, over one or
+several pipeline runs; see docs/report.md) and the plain eval comparison (``write_report``) that ``tulu eval``
+prints."""
 
 from __future__ import annotations
 
@@ -29,4 +31,13 @@ def write_report(runs: list[Run], output: str | os.PathLike, title: str = "tulu 
     return paths
 
 
-__all__ = ["Run", "load_results", "markdown_table", "write_report"]
+def write_run_report(paths: list[str | os.PathLike], output: str | os.PathLike, *, labels: list[str] | None = None,
+                     title: str = "tulu run report", samples_per_task: int = 3, plot: bool = True) -> dict[str, Path]:
+    """The run report over pipeline run folders (side by side) or eval output folders (one run, in stage order)."""
+    from tulu.report.rundata import load_runs
+    from tulu.report.runreport import write
+
+    return write(load_runs(paths, labels), output, title, samples_per_task, plot)
+
+
+__all__ = ["Run", "load_results", "markdown_table", "write_report", "write_run_report"]

@@ -1,0 +1,71 @@
+"""The run report in a real browser: Debian's chromium + chromium-driver through selenium, headless (the same
+setup as tests/serve/test_browser.py). Without them this test fails with a message saying so; it never skips.
+
+The README's screenshot (docs/img/report.png) is this module run as a script on a real pipeline run's report:
+``python tests/report/test_report_browser.py runs/embedded_cpu/report/report.html docs/img/report.png``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CHROMIUM = os.environ.get("TULU_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("TULU_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def start_browser(width: int = 1280, height: int = 900):
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
+    if missing:
+        raise RuntimeError(f"the browser test needs Debian's chromium and chromium-driver ({', '.join(missing)} "
+                           "missing): run `make setup` as root (apt-get install -y chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", "--force-device-scale-factor=1"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+
+
+def render(html: Path, png: Path, width: int = 1280, height: int = 900) -> dict:
+    """Open the report offline, check what a reader sees, save a screenshot; returns what the page showed."""
+    driver = start_browser(width, height)
+    try:
+        driver.get(html.resolve().as_uri())
+        seen = driver.execute_script("""
+            const imgs = [...document.images];
+            return {title: document.title, tables: document.querySelectorAll('table').length,
+                    images: imgs.length, broken: imgs.filter(i => !i.complete || i.naturalWidth === 0).length,
+                    significant: document.querySelectorAll('.badge.sig, .badge.sigd').length,
+                    noise: document.querySelectorAll('td .badge.noise').length,
+                    verdict: (document.querySelector('.verdict') || {}).innerText || '',
+                    width: document.documentElement.scrollWidth};""")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(png))
+        return seen
+    finally:
+        driver.quit()
+
+
+def test_report_renders_in_chromium(tmp_path):
+    from report_fakerun import make_run
+
+    from tulu.report import write_run_report
+
+    make_run(tmp_path / "run")
+    paths = write_run_report([tmp_path / "run"], tmp_path / "out")
+    seen = render(paths["html"], tmp_path / "report.png")
+    assert seen["title"] == "tulu run report"
+    assert seen["tables"] >= 6 and seen["images"] == 4 and seen["broken"] == 0  # plots decode from base64
+    assert seen["significant"] >= 2 and seen["noise"] >= 1  # gsm8k and the average significant, ifeval not
+    assert "within noise" in seen["verdict"]
+    assert seen["width"] <= 1280 + 16  # no horizontal overflow at a laptop width
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+if __name__ == "__main__":
+    html, out = Path(sys.argv[1]), Path(sys.argv[2])
+    print(render(html, out, height=int(sys.argv[3]) if len(sys.argv) > 3 else 900))
