@@ -110,7 +110,8 @@ def test_minerva_math_tulu():
     (it,) = [i for i in t.load() if i.prompt.strip() == req["doc"]["problem"].strip()]
     msgs = t.messages(it)
     p0, s0 = fewshot.minerva_math_olmes()[0]
-    assert p0 == "Find the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}"  # OLMES's text, stray "}" too
+    # OLMES's text, its stray "}" included
+    assert p0 == "Find the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}"
     assert msgs[0]["content"] == f"Problem:\n{p0}\n\nSolution:" and msgs[1]["content"] == s0
     assert s0.endswith("Final Answer: The final answer is $[2,5)$. I hope it is correct.")
     assert msgs[-1] == {"role": "user", "content": f"Problem:\n{it.prompt}\n\nSolution:"}

@@ -69,8 +69,8 @@ class HumanEval(Task):
     olmes = "codex_humaneval::tulu"
     headline = "pass@10"
     version = 4
-    description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, Codex stops, "
-                   "pass@10 (and pass@1), sandboxed tests")
+    description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, 512 tokens, "
+                   "OLMES stops, pass@10 (and pass@1), sandboxed tests")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
         n=20, temperature=0.8, top_p=0.95, max_new_tokens=512, stop=list(CODEX_STOPS), seed=1234, logprobs=False))
     k: tuple[int, ...] = (1, 10)
