@@ -16,10 +16,10 @@ def _need_verifier(name):
         pytest.skip(f"verifier {name!r} not registered yet")
 
 
-def test_fewshot_exemplars_come_from_lm_eval():
+def test_fewshot_exemplars_come_from_installed_packages():
     g = fewshot.gsm8k_cot()
     assert len(g) == 8 and all(a.rstrip().split()[-1].rstrip(".").isdigit() for _, a in g)
-    m = fewshot.minerva_math()
+    m = fewshot.minerva_math_olmes()
     assert len(m) == 4 and all("Final Answer: The final answer is" in s for _, s in m)
     desc, shots = fewshot.bbh_cot("boolean_expressions")
     assert desc and len(shots) == 3

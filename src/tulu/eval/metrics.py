@@ -118,6 +118,25 @@ def extract_choice_olmes(response: str, format_regex: str, n_choices: int = 4) -
     return (bare[-1] if bare else ""), 0.0
 
 
+# OLMES's MMLU CoT fall-backs, tried in order, the first match of the first pattern that matches
+# ("(?i)" makes the letter class case-blind too; the last one is the last stand-alone letter on the first
+# line that has one).
+_MMLU_COT_FALLBACKS = (r"(?i)therefore,?\s*the\s*answer\s*is:?\s*\(?([A-D])\b", r"(?i)answer\s*is:?\s*\(?([A-D])\b",
+                       r"(?i)([A-D])\)?\s+is\s+correct", r"\(([A-D])\)", r".*\b([A-D])\b")
+
+
+def extract_mmlu_cot_olmes(response: str) -> tuple[str, float]:
+    """OLMES's answer extraction for ``mmlu:cot::summarize`` (the config sets no answer-format regex): the
+    first fall-back pattern that matches gives the letter (upper-cased, parentheses removed) and
+    answer_format_correct 0.0; when none matches the answer is "" and answer_format_correct stays 1.0
+    (OLMES's own bookkeeping, kept as is)."""
+    for pattern in _MMLU_COT_FALLBACKS:
+        m = re.search(pattern, response)
+        if m:
+            return re.sub(r"[()]", "", m.group(1).upper()), 0.0
+    return "", 1.0
+
+
 def mc2_score(true_logprobs: Sequence[float], false_logprobs: Sequence[float]) -> float:
     """TruthfulQA MC2: the probability mass of the true answers, normalised over all answers (each answer's
     probability is exp of its summed log-likelihood)."""

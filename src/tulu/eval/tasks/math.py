@@ -1,6 +1,9 @@
 """MATH as OLMES ``minerva_math::tulu`` (7 subjects) and MATH-500 (``minerva_math_500::tulu``): 4-shot
 Minerva CoT as chat turns ("Problem:\n...\n\nSolution:"), greedy, 1024 new tokens, no stop strings.
 
+The exemplars are OLMES's own text (:func:`tulu.eval.fewshot.minerva_math_olmes`, parsed from the OLMES
+rendering shipped with the data), not lm-eval's copies, which differ in a few characters.
+
 The headline is OLMES's primary metric, exact match on the Minerva answer phrase ("Final Answer: The final
 answer is X. I hope it is correct.", our ``math_strict`` verifier), macro-averaged over the 7 subjects
 (the suite's "macro" aggregation). The "flex" match (any boxed or Minerva answer, our ``math`` verifier)
@@ -29,14 +32,14 @@ class MinervaMath(Task):
     suite = "dev"
     olmes = "minerva_math::tulu"
     headline = "exact_match"
-    version = 2
+    version = 3
     description = ("MATH test (5000, 7 subjects), 4-shot Minerva CoT as chat turns, greedy, 1024 tokens; Minerva "
                    "exact match macro over subjects (flex beside it)")
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=1024, logprobs=False))
     shots: int = 4
 
     def messages(self, item: BenchmarkItem) -> Messages:
-        shots = fewshot.minerva_math()[: self.shots]
+        shots = fewshot.minerva_math_olmes()[: self.shots]
         return few_shot_turns(shots, fmt_q=math_problem) + [user(math_problem(item.prompt))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """MMLU as OLMES runs it for Tulu 3.
 
 * ``mmlu`` = ``mmlu:cot::summarize``: 0-shot chain of thought; the instruction names the subject and asks
-  to "summarize your reasoning concisely, then conclude with 'Therefore, the answer is: X'"; greedy;
-  accuracy, macro-averaged over the 57 subjects (the Tulu 3 table's MMLU).
+  to "summarize your reasoning concisely, then conclude with 'Therefore, the answer is: X'", followed by
+  OLMES's CoT question layout ("Question: ...", the options " A. ..", a final newline and no answer cue);
+  greedy, 512 new tokens, stop "Question:"; OLMES's fall-back answer extraction (the config sets no
+  answer-format regex); accuracy, macro-averaged over the 57 subjects (the Tulu 3 table's MMLU).
 * ``mmlu_mc`` = ``mmlu:mc::tulu``: 5-shot (MMLU's dev split) as chat turns, scored by the log-likelihood of
   each answer letter (" A" ... " D") after the assistant header; accuracy of the most likely letter
   (OLMES ``acc_raw``), macro over subjects.
@@ -14,12 +16,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tulu.data.benchmarks import BenchmarkItem, letters, load_benchmark
-from tulu.eval.metrics import extract_choice_olmes
+from tulu.eval.metrics import extract_mmlu_cot_olmes
 from tulu.eval.tasks.base import Messages, Task, assistant, macro_micro, user
 from tulu.rollout.base import SamplingParams
-
-MMLU_COT_FORMAT = r"Therefore, the answer is:?\s*\(?([A-D])\b"
-
 
 def subject_name(subject: str | None) -> str:
     return (subject or "general knowledge").replace("_", " ")
@@ -47,19 +46,22 @@ class MMLUCoT(Task):
     suite = "dev"
     olmes = "mmlu:cot::summarize"
     headline = "accuracy"
-    version = 2
+    version = 3
     description = ("MMLU test (14042), 0-shot CoT (\"Summarize your reasoning concisely, then conclude with "
-                   "'Therefore, the answer is: X'\"), greedy, 512 tokens, accuracy macro over 57 subjects")
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=512, logprobs=False))
+                   "'Therefore, the answer is: X'\"), greedy, 512 tokens, stop \"Question:\", accuracy macro over "
+                   "57 subjects")
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(
+        max_new_tokens=512, stop=["Question:"], logprobs=False))
 
     def messages(self, item: BenchmarkItem) -> Messages:
         head = (f"The following are multiple choice questions about {subject_name(item.meta.get('subject'))}. "
                 "Summarize your reasoning concisely, then conclude with 'Therefore, the answer is: X' where X is "
                 "one of A, B, C, or D.\n\n")
-        return [user(head + item_mcq(item, answer_prefix=None))]
+        # OLMES builds the CoT question with an empty answer cue, so the text ends with a newline
+        return [user(head + item_mcq(item, answer_prefix=""))]
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
-        pred, fmt = extract_choice_olmes(responses[0], MMLU_COT_FORMAT, len(item.meta.get("choices") or "ABCD"))
+        pred, fmt = extract_mmlu_cot_olmes(responses[0])
         return {"accuracy": float(pred == item.answer), "answer_format_correct": fmt}
 
     def aggregate(self, items, scores):
