@@ -10,7 +10,9 @@ from tulu.data.formats import DataError, load_records
 from tulu.utils import atomic_write_jsonl
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser):
+    """Add the data actions to ``p``; returns the sub-parsers object so that the top-level ``tulu data``
+    (:mod:`tulu.data_cli`) can add the actions that need models (persona, prefs, ifpairs)."""
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     v = sub.add_parser("validate", help="check every record; print file:line: field: problem for each bad one")
     v.add_argument("path")
@@ -39,25 +41,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a source and its count (> 1) or fraction (<= 1), e.g. rlvr:math=500")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--split", choices=["train", "heldout"], default="train")
+    return sub
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.data_command == "validate" and args.kind == "rlvr":
-        from tulu.data.rlvr import check_rlvr_file
+    if args.data_command == "validate":
+        # Every bad record is listed (a line that is not JSON does not stop the scan), then a count.
+        if args.kind == "rlvr":
+            from tulu.data.rlvr import check_rlvr_file
 
-        recs, errors, _ = check_rlvr_file(args.path)
+            recs, errors, _ = check_rlvr_file(args.path)
+        else:
+            errors = []
+            recs = load_records(args.path, args.kind, on_error="skip", errors=errors)
         shown = errors[:args.max_errors] if args.max_errors > 0 else errors
         for e in shown:
             print(e)
         if len(shown) < len(errors):
             print(f"... and {len(errors) - len(shown)} more")
-        print(f"{args.path}: {len(recs)} valid rlvr records, {len(errors)} rejected")
-        return 1 if errors else 0
-    if args.data_command == "validate":
-        errors: list[str] = []
-        recs = load_records(args.path, args.kind, on_error="skip", errors=errors)
-        for e in errors:
-            print(e)
         print(f"{args.path}: {len(recs)} valid {args.kind} records, {len(errors)} rejected")
         return 1 if errors else 0
     if args.data_command == "convert":
