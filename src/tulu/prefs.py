@@ -159,7 +159,8 @@ def _rm_scores(path: str, items: list[tuple[str, list[dict], str]], batch: int, 
         for start in range(0, len(items), batch):
             chunk = items[start:start + batch]
             encs = [encode_prompt_response(p, [{"role": "assistant", "content": t}], tok) for _, p, t in chunk]
-            out += last_token_scores(model, collate_sequences(encs, pad)).tolist()
+            batch_t = collate_sequences(encs, pad).to(next(model.parameters()).device)
+            out += last_token_scores(model, batch_t).tolist()
             bar.update(len(chunk))
     return out
 

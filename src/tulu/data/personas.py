@@ -98,15 +98,20 @@ def generator_messages(persona: str, template: str, rng: random.Random, num_seed
     return [{"role": "user", "content": text}], seeds
 
 
-_PREFIX = re.compile(r"^\s*(?:\*\*)?(?:sure[,!.]?[^\n]*\n+)?(?:here(?:'s| is)[^\n:]*:\s*)?"
-                     r"(?:\*\*)?(?:request|prompt|problem|task|question)\s*(?:\d+)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
+_PREFIXES = (
+    re.compile(r"^(?:sure|okay|ok|certainly)\b[^\n]*\n+", re.IGNORECASE),  # "Sure! Here you go:" on its own line
+    re.compile(r"^here(?:'s| is)[^\n:]*:\s*", re.IGNORECASE),  # "Here is the problem:"
+    re.compile(r"^(?:\*\*)?(?:new |the )?(?:request|prompt|problem|task|question)\s*\d*\s*:\s*(?:\*\*)?\s*",
+               re.IGNORECASE),  # "Request:", "**Problem 1:**"
+)
 
 
 def clean_prompt(text: str, *, min_chars: int = 20, max_chars: int = 2000) -> str | None:
     """The generated prompt with a leading label ("Request:", "Here is the problem:") and wrapping quotes
     removed; ``None`` when what is left is shorter than ``min_chars`` or longer than ``max_chars``."""
     t = text.strip()
-    t = _PREFIX.sub("", t, count=1).strip()
+    for pat in _PREFIXES:
+        t = pat.sub("", t, count=1).strip()
     if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
         t = t[1:-1].strip()
     if not min_chars <= len(t) <= max_chars:
