@@ -281,3 +281,22 @@ def test_cli_help_documents_every_option(action, capsys):
     for act in sub._actions:
         for opt in act.option_strings:
             assert opt in text
+
+
+def test_prefs_recipe_loads_and_empty_sft_mixture_is_skipped(tmp_path):
+    from tulu.config import load_config
+    from tulu.pipeline import Pipeline, PipelineConfig
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(PipelineConfig, str(root / "recipes" / "embedded_cpu_prefs.yaml"), [])
+    assert cfg.sft_mixture == {} and cfg.stages == ["data", "decontam", "dpo"]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}],
+                                 "chosen": [{"role": "assistant", "content": "good"}],
+                                 "rejected": [{"role": "assistant", "content": "bad"}],
+                                 "provenance": {"judge": "rm:x"}}) + "\n")
+    cfg = load_config(PipelineConfig, str(root / "recipes" / "embedded_cpu_prefs.yaml"),
+                      [f"output_dir={tmp_path / 'run'}", f"dpo_mixture={{{pairs}: 1.0}}"])
+    info = Pipeline(cfg).data()
+    assert list(info) == ["prefs"] and info["prefs"]["records"] == 1
+    assert not (tmp_path / "run" / "data" / "sft.jsonl").exists()
