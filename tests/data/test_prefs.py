@@ -264,7 +264,7 @@ def test_prefs_local_model_and_reward_model_judge(canned, tmp_path, tokenizer):
     assert s["pairs"] + s["prompt_outcomes"]["tie"] == 3
 
 
-@pytest.mark.parametrize("action", ["prefs", "persona", "ifpairs"])
+@pytest.mark.parametrize("action", ["prefs", "persona", "ifpairs", "validate", "convert", "stats", "synth", "prompts"])
 def test_cli_help_documents_every_option(action, capsys):
     import argparse
 
