@@ -82,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pr.add_argument("--verifier-first", action="store_true",
                     help="prompts that carry a ground truth are judged by their verifier (1 pass, 0 fail) "
                          "whatever --judge says")
+    pr.add_argument("--judge-per-aspect", action="store_true",
+                    help="ask the LLM judge one question per aspect (UltraFeedback's layout, 4x the calls) instead "
+                         "of all four ratings in one answer")
     pr.add_argument("--judge-retries", type=int, default=2,
                     help="ask again this many times when the judge's answer cannot be parsed; then it is recorded "
                          "as unparseable (default 2)")
@@ -134,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
         from tulu.curate import parse_model_spec
         from tulu.prefs import JudgeOptions, PrefsOptions, run_prefs
 
-        judge = JudgeOptions(args.judge, verifier_first=args.verifier_first, retries=args.judge_retries,
+        judge = JudgeOptions(args.judge, verifier_first=args.verifier_first, per_aspect=args.judge_per_aspect,
+                             retries=args.judge_retries,
                              max_tokens=args.judge_max_tokens, temperature=args.judge_temperature,
                              retry_temperature=args.retry_temperature, concurrency=args.concurrency,
                              timeout=args.timeout, rm_batch=args.rm_batch)

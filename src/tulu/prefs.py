@@ -33,7 +33,18 @@ from typing import Sequence
 
 from tulu.curate import JsonlCache, ModelSpec, check_pool, generate_cached, generation_key, load_prompts, parse_endpoint
 from tulu.data.formats import DataError
-from tulu.data.judging import Candidate, JudgeParseError, binarize, judge_messages, mean_rating, pair_record, parse_judgment
+from tulu.data.judging import (
+    ASPECTS,
+    Candidate,
+    JudgeParseError,
+    aspect_messages,
+    binarize,
+    judge_messages,
+    mean_rating,
+    pair_record,
+    parse_aspect_rating,
+    parse_judgment,
+)
 from tulu.utils import atomic_write_json, atomic_write_jsonl, progress, stable_hash
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,7 @@ log = logging.getLogger(__name__)
 class JudgeOptions:
     spec: str  # openai:MODEL@URL | rm:PATH | verifier
     verifier_first: bool = False
+    per_aspect: bool = False
     retries: int = 2
     max_tokens: int = 64
     temperature: float = 0.0
@@ -103,8 +115,8 @@ async def _llm_judge_all(items: list[tuple[str, list[dict], str]], opts: JudgeOp
     model, url = parse_endpoint(opts.spec)
     done = 0
 
-    async def one(key: str, prompt: list[dict], text: str) -> dict:
-        msgs = judge_messages(prompt, text)
+    async def ask(key: str, msgs: list[dict], parse) -> tuple[dict | None, object]:
+        """(failure record or None, parsed value): the question asked up to 1 + retries times."""
         raw, error = "", ""
         for attempt in range(opts.retries + 1):
             temp = opts.temperature if attempt == 0 else opts.retry_temperature
@@ -112,17 +124,33 @@ async def _llm_judge_all(items: list[tuple[str, list[dict], str]], opts: JudgeOp
                 resp = await client.chat(msgs, model=model, max_tokens=opts.max_tokens, temperature=temp,
                                          seed=attempt)
             except OpenAIError as exc:
-                return {"key": key, "status": "error", "error": str(exc)[:500], "attempts": attempt + 1}
+                return {"key": key, "status": "error", "error": str(exc)[:500], "attempts": attempt + 1}, None
             choices = resp.get("choices") or [{}]
             raw = ((choices[0].get("message") or {}).get("content")) or ""
             try:
-                ratings = parse_judgment(raw)
+                return None, (parse(raw), attempt + 1, raw)
             except JudgeParseError as exc:
                 error = str(exc)
-                continue
+        return {"key": key, "status": "unparseable", "error": error, "attempts": opts.retries + 1,
+                "raw": raw[:500]}, None
+
+    async def one(key: str, prompt: list[dict], text: str) -> dict:
+        if not opts.per_aspect:
+            fail, got = await ask(key, judge_messages(prompt, text), parse_judgment)
+            if fail is not None:
+                return fail
+            ratings, attempts, raw = got
             return {"key": key, "status": "ok", "ratings": ratings, "score": mean_rating(ratings),
-                    "attempts": attempt + 1, "raw": raw[:500]}
-        return {"key": key, "status": "unparseable", "error": error, "attempts": opts.retries + 1, "raw": raw[:500]}
+                    "attempts": attempts, "raw": raw[:500]}
+        ratings, attempts = {}, 0
+        for aspect in ASPECTS:  # UltraFeedback: one question per aspect
+            fail, got = await ask(key, aspect_messages(prompt, text, aspect), parse_aspect_rating)
+            if fail is not None:
+                fail["error"] = f"{aspect}: {fail['error']}"
+                return fail
+            ratings[aspect], n, _ = got
+            attempts += n
+        return {"key": key, "status": "ok", "ratings": ratings, "score": mean_rating(ratings), "attempts": attempts}
 
     async with OpenAIClient(url, concurrency=opts.concurrency, timeout=opts.timeout) as client:
         tasks = [asyncio.ensure_future(one(*it)) for it in items]
@@ -235,7 +263,8 @@ def run_prefs(opts: PrefsOptions) -> dict:
                 g = gens.get(gkey)
                 if g is None or g.get("status") != "ok":
                     continue
-                jkey = judgment_key(gkey, judge_id + ("+verifier" if opts.judge.verifier_first else ""))
+                jkey = judgment_key(gkey, judge_id + ("+verifier" if opts.judge.verifier_first else "")
+                                    + ("+per-aspect" if opts.judge.per_aspect else ""))
                 cands_of[pid].append((name, g["text"], jkey))
                 hit = judged.get(jkey)
                 if hit is not None and hit["status"] not in ("error",):

@@ -33,7 +33,8 @@ def canned_reply(model: str, messages: list[dict], temperature: float) -> str:
         q = q.group(1) if q else "3"
         if q == "g" or (q == "f" and temperature == 0):
             return "This answer seems fine to me overall."
-        return _rating(4 if q == "f" else int(q))
+        n = 4 if q == "f" else int(q)
+        return f"Rating: {n}" if "Reply with one line: Rating" in user else _rating(n)
     if "Persona: " in user:
         persona = user.split("Persona: ", 1)[1].split("\n", 1)[0]
         template = "math" if "math word problem" in user else "code" if "programming task" in user else "if"

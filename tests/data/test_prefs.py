@@ -16,7 +16,15 @@ import pytest
 from tulu.cli import main
 from tulu.curate import JsonlCache, parse_model_spec
 from tulu.data.formats import DataError, load_records
-from tulu.data.judging import ASPECTS, Candidate, JudgeParseError, binarize, mean_rating, parse_judgment
+from tulu.data.judging import (
+    ASPECTS,
+    Candidate,
+    JudgeParseError,
+    binarize,
+    mean_rating,
+    parse_aspect_rating,
+    parse_judgment,
+)
 from tulu.prefs import JudgeOptions, PrefsOptions, assign_models, run_prefs
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -46,6 +54,16 @@ def test_parse_judgment_lines_json_and_decorations():
 def test_parse_judgment_rejects_malformed(text, why):
     with pytest.raises(JudgeParseError, match=why.replace(".", r"\.")):
         parse_judgment(text)
+
+
+def test_parse_aspect_rating():
+    assert parse_aspect_rating("Rating: 4") == 4
+    assert parse_aspect_rating("**Rating:** 2 because it rambles") == 2
+    assert parse_aspect_rating("I would give it 3/5.") == 3
+    assert parse_aspect_rating("5") == 5
+    for bad, why in (("", "no rating"), ("Rating: 9", "not an integer from 1 to 5"), ("Between 2 and 4", "several")):
+        with pytest.raises(JudgeParseError, match=why):
+            parse_aspect_rating(bad)
 
 
 # ------------------------------------------------------------------------------------- binarisation
@@ -166,6 +184,19 @@ def test_prefs_pairs_provenance_and_every_outcome_counted(canned, tmp_path):
     assert dict(canned.calls) == before
     assert again["generations"]["cached"] == 15 and again["judgments"] == {"cached": 15}
     assert [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()] == pairs
+
+
+def test_prefs_per_aspect_judge_asks_four_questions(canned, tmp_path):
+    opts = prefs_opts(canned, tmp_path)
+    opts.judge.per_aspect = True
+    summary = run_prefs(opts)
+    assert summary["prompt_outcomes"] == {"pair": 3, "tie": 1, "identical": 0, "too_few": 1}
+    assert summary["judgments"] == {"ok": 12, "unparseable": 3}
+    # 11 judged at once: 4 questions each; the flaky one parses on the retry of every aspect: 4 x 2; the three
+    # unparseable ones fail on their first aspect after 3 asks each
+    assert canned.calls["judge"] == 11 * 4 + 4 * 2 + 3 * 3
+    j = [json.loads(x) for x in (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
+    assert all(x["error"].startswith("helpfulness: no rating") for x in j if x["status"] == "unparseable")
 
 
 def test_prefs_resume_after_kill(canned, tmp_path):

@@ -2,10 +2,11 @@
 
 A judge reads one prompt and one completion and rates the completion from 1 to 5 on four aspects:
 helpfulness, instruction following, honesty and truthfulness. The rubrics below follow the four
-UltraFeedback rubrics in our own words. UltraFeedback (and Tulu 3, with GPT-4o) asked one question per aspect;
-:func:`judge_messages` asks for all four in one answer, which costs a quarter of the calls. The answer format
-is four ``Aspect: N`` lines (a JSON object with the same keys is accepted too); :func:`parse_judgment` reads
-it or says why it cannot.
+UltraFeedback rubrics in our own words. UltraFeedback (and Tulu 3, with GPT-4o) asked one question per aspect
+(:func:`aspect_messages`, answered ``Rating: N`` and read by :func:`parse_aspect_rating`); by default
+:func:`judge_messages` asks for all four in one answer, which costs a quarter of the calls. That answer is
+four ``Aspect: N`` lines (a JSON object with the same keys is accepted too); :func:`parse_judgment` reads it
+or says why it cannot.
 
 Binarisation (:func:`binarize`), as published: the score of a completion is the mean of its aspect ratings
 (or a reward-model / verifier score where one of those judged it); the chosen response is the best-scoring
@@ -64,6 +65,32 @@ def judge_messages(prompt: Sequence[dict], response: str) -> list[dict]:
             f"(worst) to 5 (best).\n\nRubrics:\n{rubric}\n\n### Conversation\n{convo}\n\n### Answer to rate\n"
             f"{response}\n\n### Your reply\nReply with exactly these four lines and nothing else:\n{fmt}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def aspect_messages(prompt: Sequence[dict], response: str, aspect: str) -> list[dict]:
+    """UltraFeedback's layout: one question per aspect, answered ``Rating: N`` (``--judge-per-aspect``)."""
+    convo = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in prompt)
+    user = (f"Rate the assistant's answer to the conversation below for {LABELS[aspect].lower()} only, as an "
+            f"integer from 1 (worst) to 5 (best).\n\nRubric: {RUBRICS[aspect]}\n\n### Conversation\n{convo}\n\n"
+            f"### Answer to rate\n{response}\n\n### Your reply\nReply with one line: Rating: <1-5>")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_aspect_rating(text: str) -> int:
+    """The rating in a one-aspect answer: ``Rating: N`` (or ``N/5``, or the answer's only number 1-5)."""
+    m = re.search(r"rating\s*[:=\-]?\s*\**\s*([0-9]+(?:\.[0-9]+)?)", text, re.IGNORECASE) or \
+        re.search(r"\b([0-9]+(?:\.[0-9]+)?)\s*/\s*5\b", text)
+    if m is None:
+        nums = re.findall(r"(?<![\d.])([1-5])(?![\d.])", text)
+        if len(set(nums)) != 1:
+            raise JudgeParseError("no rating" if not nums else f"several numbers and no 'Rating:' ({', '.join(nums)})")
+        value = nums[0]
+    else:
+        value = m.group(1)
+    f = float(value)
+    if not f.is_integer() or not 1 <= f <= 5:
+        raise JudgeParseError(f"rating {value} is not an integer from 1 to 5")
+    return int(f)
 
 
 class JudgeParseError(ValueError):
