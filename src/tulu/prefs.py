@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -87,8 +87,6 @@ class PrefsOptions:
     batch_size: int = 16
     concurrency: int = 8
     timeout: float = 120.0
-    limit_judgments: int = 0  # testing aid: stop after this many new judgments (0: no limit)
-    counts: dict = field(default_factory=dict)
 
 
 def assign_models(prompt_id: str, pool: Sequence[str], k: int, on_policy: str | None, seed: int) -> list[str]:
@@ -108,12 +106,11 @@ def judgment_key(gen_key: str, judge: str) -> str:
 
 
 async def _llm_judge_all(items: list[tuple[str, list[dict], str]], opts: JudgeOptions, cache: JsonlCache,
-                         bar, counts: Counter, limit: int) -> None:
+                         bar, counts: Counter) -> None:
     """Judge every (key, prompt messages, completion) through the OpenAI client; one cache line each."""
     from tulu.rollout.openai import OpenAIClient, OpenAIError
 
     model, url = parse_endpoint(opts.spec)
-    done = 0
 
     async def ask(key: str, msgs: list[dict], parse) -> tuple[dict | None, object]:
         """(failure record or None, parsed value): the question asked up to 1 + retries times."""
@@ -160,17 +157,15 @@ async def _llm_judge_all(items: list[tuple[str, list[dict], str]], opts: JudgeOp
                 cache.add(rec)
                 counts[rec["status"]] += 1
                 bar.update(1)
-                done += 1
-                if limit and done >= limit:
-                    break
-        finally:
+        finally:  # interrupted: cancel what is in flight (what finished is in the cache)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _rm_scores(path: str, items: list[tuple[str, list[dict], str]], batch: int, bar) -> list[float]:
-    """Reward-model scores (the score head on the last token of prompt + response), ``batch`` at a time."""
+def _rm_scores(path: str, items: list[tuple[str, list[dict], str]], batch: int):
+    """Yield ``(key, reward)`` per item: the score head on the last token of prompt + response, ``batch``
+    completions per forward."""
     import torch
 
     from tulu.data.packing import collate_sequences
@@ -182,19 +177,15 @@ def _rm_scores(path: str, items: list[tuple[str, list[dict], str]], batch: int, 
     model = load_model(path, num_labels=1)
     model.eval()
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out: list[float] = []
     with torch.no_grad():
         for start in range(0, len(items), batch):
             chunk = items[start:start + batch]
             encs = [encode_prompt_response(p, [{"role": "assistant", "content": t}], tok) for _, p, t in chunk]
             batch_t = collate_sequences(encs, pad).to(next(model.parameters()).device)
-            out += last_token_scores(model, batch_t).tolist()
-            bar.update(len(chunk))
-    return out
+            yield from zip([k for k, _, _ in chunk], last_token_scores(model, batch_t).tolist())
 
 
-def judge_cached(todo: list[tuple[str, dict, str]], opts: JudgeOptions, cache: JsonlCache, counts: Counter,
-                 limit: int = 0) -> None:
+def judge_cached(todo: list[tuple[str, dict, str]], opts: JudgeOptions, cache: JsonlCache, counts: Counter) -> None:
     """Judge every ``(judgment key, prompt record, completion)`` of ``todo`` and append each result."""
     if not todo:
         return
@@ -217,12 +208,12 @@ def judge_cached(todo: list[tuple[str, dict, str]], opts: JudgeOptions, cache: J
                 counts[rec["status"]] += 1
                 bar.update(1)
         if rest and kind == "llm":
-            asyncio.run(_llm_judge_all([(k, p["messages"], t) for k, p, t in rest], opts, cache, bar, counts, limit))
+            asyncio.run(_llm_judge_all([(k, p["messages"], t) for k, p, t in rest], opts, cache, bar, counts))
         elif rest and kind == "rm":
-            scores = _rm_scores(opts.spec[3:], [(k, p["messages"], t) for k, p, t in rest], opts.rm_batch, bar)
-            for (key, _, _), s in zip(rest, scores):
-                cache.add({"key": key, "status": "ok", "score": float(s), "judge": opts.spec})
+            for key, score in _rm_scores(opts.spec[3:], [(k, p["messages"], t) for k, p, t in rest], opts.rm_batch):
+                cache.add({"key": key, "status": "ok", "score": float(score), "judge": opts.spec})
                 counts["ok"] += 1
+                bar.update(1)
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -272,7 +263,7 @@ def run_prefs(opts: PrefsOptions) -> dict:
                 else:
                     todo.append((jkey, by_id[pid], g["text"]))
         print(f"judge: {jcounts['cached']} judgments cached, {len(todo)} to do", flush=True)
-        judge_cached(todo, opts.judge, judged, jcounts, limit=opts.limit_judgments)
+        judge_cached(todo, opts.judge, judged, jcounts)
         pairs, outcomes = [], Counter()
         for pid, cands in cands_of.items():
             scored = []
