@@ -19,7 +19,6 @@ driver that calls the LLM is :mod:`tulu.persona_gen`.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from importlib import resources
@@ -147,7 +146,3 @@ def read_jsonl_dicts(path: str | Path) -> list[dict]:
             raise DataError(error)
         out.append(rec)
     return out
-
-
-def dumps(rec: dict) -> str:
-    return json.dumps(rec, ensure_ascii=False)
