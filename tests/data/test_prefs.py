@@ -331,3 +331,30 @@ def test_prefs_recipe_loads_and_empty_sft_mixture_is_skipped(tmp_path):
     info = Pipeline(cfg).data()
     assert list(info) == ["prefs"] and info["prefs"]["records"] == 1
     assert not (tmp_path / "run" / "data" / "sft.jsonl").exists()
+
+
+def test_prefs_through_tulu_serve_on_the_tiny_model(tmp_path, tiny):
+    """The real server: a tiny random Llama behind `tulu serve` writes the completions and is asked to judge
+    them. Its answers are random tokens, so every judgment is retried and then recorded as unparseable, and
+    no pair is made; the summary says so."""
+    from tulu.serve.app import create_app
+    from tulu.serve.engine import FastEngine
+    from tulu.serve.server import ServerThread
+
+    model, tok = tiny
+    engine = FastEngine("tiny", model, tok, max_batch_size=4, max_model_len=2048)
+    try:
+        with ServerThread(create_app({"tiny": engine})) as srv:
+            ep = f"openai:tiny@{srv.url}/v1"
+            models = [parse_model_spec(f"cold={ep},temperature=0.5,max_tokens=6"),
+                      parse_model_spec(f"hot={ep},temperature=1.5,max_tokens=6")]
+            opts = PrefsOptions(out=tmp_path / "s", prompts=["synthetic:constraints=2"], models=models,
+                                judge=JudgeOptions(ep, retries=1, max_tokens=6), models_per_prompt=2, on_policy="cold")
+            s = run_prefs(opts)
+    finally:
+        engine.close()
+    assert s["generations"]["generated"] == 4
+    assert s["judgments"] == {"unparseable": 4} and s["pairs"] == 0
+    assert s["prompt_outcomes"]["too_few"] == 2
+    j = [json.loads(x) for x in (tmp_path / "s" / "judgments.jsonl").read_text().splitlines()]
+    assert all(x["attempts"] == 2 and x["error"].startswith("no rating") for x in j)
