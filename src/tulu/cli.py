@@ -41,7 +41,8 @@ COMMANDS: dict[str, Command] = {
                         "Find and remove benchmark test items in training data (8-gram overlap).", "#8"),
     "eval": Command("tulu.eval_cli", "flags", "Evaluate a model on the Tulu 3 dev / unseen suites.", "#7"),
     "generate": Command("tulu.rollout.cli", "flags", "Generate completions for a file of prompts.", "#5"),
-    "data": Command("tulu.data.cli", "flags", "Validate, convert, inspect and tokenize chat datasets."),
+    "data": Command("tulu.data_cli", "flags", "Validate, convert, inspect and generate chat datasets; synthesize "
+                                           "persona prompts and preference pairs with models."),
     "model": Command("tulu.model_cli", "flags", "Prepare the embedded model, show model info, chat once."),
     "report": Command("tulu.report.cli", "flags", "Build the HTML/markdown report from eval results.", "#7"),
     "serve": Command("tulu.serve.cli", "flags",

@@ -76,9 +76,11 @@ class PipelineConfig:
     stages: list[Stage] = option(default_factory=lambda: list(ALL_STAGES), help="Stages to run, in pipeline order.")
     seed: int = option(123, "Seed for data sampling (the trainers take theirs from sft.train.seed / dpo.train.seed).")
     sft_mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 300, "synthetic:constraints": 300},
-                                           help="SFT mixture: source -> fraction (<= 1) or count (> 1).")
+                                           help="SFT mixture: source -> fraction (<= 1) or count (> 1); files from "
+                                                "`tulu data persona --respond` work as sources ({}: none).")
     dpo_mixture: dict[str, float] = option(default_factory=lambda: {"synthetic:math": 200, "synthetic:constraints": 200},
-                                           help="Preference mixture: source -> fraction or count.")
+                                           help="Preference mixture: source -> fraction or count; pairs.jsonl from "
+                                                "`tulu data prefs` / `ifpairs` work as sources ({}: none).")
     decontam: DecontamStageConfig = option(default_factory=DecontamStageConfig, help="Decontamination stage.")
     sft: SFTConfig = option(default_factory=SFTConfig, help="SFT stage (model, data.mixture and output_dir are set "
                                                             "by the pipeline).")
@@ -125,6 +127,8 @@ class Pipeline:
 
         out = {}
         for name, mixture, kind in (("sft", self.cfg.sft_mixture, "sft"), ("prefs", self.cfg.dpo_mixture, "preference")):
+            if not mixture:  # e.g. a DPO-only recipe on `tulu data prefs` pairs: sft_mixture: {}
+                continue
             mix = build_mixture(mixture, kind=kind, seed=self.cfg.seed)
             path = atomic_write_jsonl(self.root / "data" / f"{name}.jsonl", mix.records)
             out[name] = {"path": str(path), "records": len(mix.records), "counts": mix.counts}
@@ -143,9 +147,8 @@ class Pipeline:
 
         d = self.cfg.decontam
         data = self.root / "data"
-        sources = [parse_source(f"sft={data / 'sft.jsonl'}"), parse_source(f"prefs={data / 'prefs.jsonl'}")]
-        if (data / "rlvr.jsonl").is_file():
-            sources.append(parse_source(f"rlvr={data / 'rlvr.jsonl'}"))
+        sources = [parse_source(f"{n}={data / f'{n}.jsonl'}") for n in ("sft", "prefs", "rlvr")
+                   if (data / f"{n}.jsonl").is_file()]
         opts = DecontamOptions(train=sources,
                                benchmarks=d.benchmarks or None, mode=d.mode, output_dir=self.root / "decontam",
                                workers=d.workers or None)

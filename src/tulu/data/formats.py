@@ -325,8 +325,10 @@ def load_records(path: str | Path, kind: Kind = "sft", *, on_error: Literal["rai
     """All valid records of a file. With ``on_error="skip"`` bad records are left out and their messages
     appended to ``errors`` (the caller reports them); by default the first bad record raises."""
     out = []
-    for loc, raw in read_records(path):
+    for loc, raw, error in scan_records(path):
         try:
+            if error is not None:
+                raise DataError(error)
             out.append(validate(to_canonical(raw, loc, kind), loc, kind))
         except DataError as exc:
             if on_error == "raise":
@@ -334,3 +336,18 @@ def load_records(path: str | Path, kind: Kind = "sft", *, on_error: Literal["rai
             if errors is not None:
                 errors.append(str(exc))
     return out
+
+
+def scan_records(path: str | Path) -> Iterator[tuple[str, Any, str | None]]:
+    """``(location, raw record or None, error or None)`` for every record of a file. For JSONL a line that is
+    not JSON (or not an object) yields its error and the scan goes on, so ``tulu data validate`` lists every
+    bad line; other formats are parsed whole and a file that does not parse raises :class:`DataError`."""
+    path = Path(path)
+    if path.is_file() and (path.suffix in (".jsonl", ".ndjson") or path.name.endswith(".jsonl.gz")):
+        for loc, rec, error in scan_jsonl(path):
+            if error is None and not isinstance(rec, dict):
+                rec, error = None, f"{loc}: expected a JSON object per line, got {type(rec).__name__}"
+            yield loc, rec, error
+        return
+    for loc, rec in read_records(path):
+        yield loc, rec, None
