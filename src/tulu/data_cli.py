@@ -121,7 +121,7 @@ def _spec(text: str, name: str, args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     if args.data_command == "persona":
-        from tulu.persona_gen import PersonaOptions, run_persona
+        from tulu.curate.persona import PersonaOptions, run_persona
 
         opts = PersonaOptions(out=args.out, generator=_spec(args.generator, "generator", args), n=args.n,
                               personas=args.personas, templates=[t.strip() for t in args.templates.split(",") if t.strip()],
@@ -135,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.data_command == "prefs":
         from tulu.curate import parse_model_spec
-        from tulu.prefs import JudgeOptions, PrefsOptions, run_prefs
+        from tulu.curate.prefs import JudgeOptions, PrefsOptions, run_prefs
 
         judge = JudgeOptions(args.judge, verifier_first=args.verifier_first, per_aspect=args.judge_per_aspect,
                              retries=args.judge_retries,
@@ -149,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
                                timeout=args.timeout))
         return 0
     if args.data_command == "ifpairs":
-        from tulu.prefs import run_ifpairs
+        from tulu.curate.prefs import run_ifpairs
 
         run_ifpairs(args.out, args.prompts, _spec(args.model, "model", args), seed=args.seed, backend=args.backend,
                     batch_size=args.batch_size, keep=args.keep, timeout=args.timeout)

@@ -20,7 +20,7 @@ from tulu.data.personas import (
     load_personas,
     normalize,
 )
-from tulu.persona_gen import PersonaOptions, run_persona
+from tulu.curate.persona import PersonaOptions, run_persona
 
 
 def test_shipped_personas_and_persona_hub_files(tmp_path):
@@ -115,7 +115,7 @@ def test_relax_cuts_exactly_one_constraint():
 
 
 def test_ifpairs_chosen_answers_original_rejected_answers_relaxed(canned, tmp_path):
-    from tulu.prefs import run_ifpairs
+    from tulu.curate.prefs import run_ifpairs
 
     s = run_ifpairs(tmp_path / "if", ["rlvr:constraints=12"], parse_model_spec(f"m={canned.endpoint('relaxer')}"))
     pairs = [json.loads(x) for x in (tmp_path / "if" / "pairs.jsonl").read_text().splitlines()]

@@ -25,7 +25,7 @@ from tulu.data.judging import (
     parse_aspect_rating,
     parse_judgment,
 )
-from tulu.prefs import JudgeOptions, PrefsOptions, assign_models, run_prefs
+from tulu.curate.prefs import JudgeOptions, PrefsOptions, assign_models, run_prefs
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

@@ -15,7 +15,7 @@ completions scored strictly lower. A prompt gets no pair when fewer than two com
 (``too_few``), when every judged completion has the same score (``tie``, which includes two completions rated
 equally) or when every lower-scored completion is textually identical to the chosen one (``identical``).
 
-Pure functions: no model, no network. The driver that samples and calls the judge is :mod:`tulu.prefs`.
+Pure functions: no model, no network. The driver that samples and calls the judge is :mod:`tulu.curate.prefs`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Personas come from a file: plain text (one per line, ``#`` comments), or JSONL w
 
 :func:`clean_prompt` turns the generator's answer into a prompt (or rejects it), :func:`normalize` is the
 key duplicates are found under, and :func:`prompt_record` writes the record with its provenance. The
-driver that calls the LLM is :mod:`tulu.persona_gen`.
+driver that calls the LLM is :mod:`tulu.curate.persona`.
 """
 
 from __future__ import annotations

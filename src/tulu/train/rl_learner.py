@@ -57,10 +57,9 @@ class _DriverState:
 class Learner:
     """Loads the models, prepares them on the step engine and runs the learner's half of an RL batch."""
 
-    def __init__(self, cfg, pad_token_id: int) -> None:
+    def __init__(self, cfg, pad_token_id: int, task_cls) -> None:
         from tulu.models import load_model
         from tulu.train.attention import set_packed_attention
-        from tulu.train.rlvr import RLTask
 
         self.cfg, s = cfg, cfg.rl.resolved()
         self.s, self.pad = s, pad_token_id
@@ -93,7 +92,7 @@ class Learner:
         self.minibatches, self.steps_per_batch = steps_per_batch(cfg)
         # One update per batch: the old log-probs are the training pass's own (no separate no-grad pass).
         self.on_policy = self.steps_per_batch == 1 and s["advantage"] != "gae" and cfg.rl.old_logprobs == "learner"
-        self.task = RLTask(cfg, s, pad_token_id, on_policy=self.on_policy)
+        self.task = task_cls(cfg, s, pad_token_id, on_policy=self.on_policy)
         self.engine.prepare(modules, self.task, lr_scales={"value": cfg.rl.value_lr_scale})
         self.driver_state = _DriverState()
         self.engine.register_state("prompts", self.driver_state)
@@ -203,12 +202,12 @@ class RemoteLearner:
     """A :class:`Learner` in a Ray actor: the same methods, each call a blocking Ray call. Weights go to the
     generators through the object store (:meth:`sync`)."""
 
-    def __init__(self, cfg, pad_token_id: int, owns_ray: bool = False) -> None:
+    def __init__(self, cfg, pad_token_id: int, task_cls, owns_ray: bool = False) -> None:
         import ray
 
         self.num_cpus = max(1, cfg.train.num_threads or 1)
         actor = ray.remote(Learner).options(num_cpus=self.num_cpus)
-        self.actor = actor.remote(cfg, pad_token_id)
+        self.actor = actor.remote(cfg, pad_token_id, task_cls)
         ray.get(self.actor.ping.remote())  # surface load errors here
         self.base_policy = None  # the generator loads its own copy from model.path
         self.owns_ray = owns_ray
@@ -259,11 +258,12 @@ class RemoteLearner:
             ray.shutdown()
 
 
-def make_learner(cfg, pad_token_id: int):
-    """The learner ``rl.learner`` names: in this process, or in a Ray actor (starting a local Ray instance when
-    none is running, sized for the learner plus the generation actors)."""
+def make_learner(cfg, pad_token_id: int, task_cls):
+    """The learner ``rl.learner`` names, training with ``task_cls(cfg, settings, pad_token_id, on_policy=)`` (the
+    trainer's batch -> loss step): in this process, or in a Ray actor (starting a local Ray instance when none
+    is running, sized for the learner plus the generation actors)."""
     if cfg.rl.learner == "local":
-        return Learner(cfg, pad_token_id)
+        return Learner(cfg, pad_token_id, task_cls)
     import os
 
     import ray
@@ -273,7 +273,7 @@ def make_learner(cfg, pad_token_id: int):
         workers = 2 if cfg.rollout.backend == "ray" else 0
         ray.init(num_cpus=max(os.cpu_count() or 1, max(1, cfg.train.num_threads) + workers),
                  include_dashboard=False, log_to_driver=True)
-    return RemoteLearner(cfg, pad_token_id, owns_ray=owns)
+    return RemoteLearner(cfg, pad_token_id, task_cls, owns_ray=owns)
 
 
 __all__ = ["Learner", "RemoteLearner", "make_learner", "steps_per_batch"]

@@ -330,7 +330,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
 
     # -- the learner: policy (trained), reference (only when beta > 0), value model (PPO) on the step engine,
     #    in this process or in a Ray actor (rl.learner)
-    learner = make_learner(cfg, tok.pad_token_id)
+    learner = make_learner(cfg, tok.pad_token_id, RLTask)
     # -- the generator: vLLM engines and Ray generation actors load the model by path; an in-process CPU
     #    backend shares the local learner's policy. Either way it gets the trained weights after every batch.
     on_gpu_engine = ro.backend in ("vllm", "ray") or (ro.backend == "auto" and torch.cuda.is_available())

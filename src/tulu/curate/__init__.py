@@ -1,4 +1,5 @@
-"""Shared machinery of the data commands that call models (`tulu data persona|prefs|ifpairs`).
+"""Data curation with models: the drivers of `tulu data persona` (:mod:`tulu.curate.persona`) and `tulu data
+prefs|ifpairs` (:mod:`tulu.curate.prefs`), and the machinery they share, here:
 
 * :class:`ModelSpec`: a model of the pool, parsed from ``NAME=SOURCE[,temperature=T,top_p=P,max_tokens=N]``
   where SOURCE is ``embedded``, a model folder, a hub id, ``RUN_DIR:STAGE`` (a pipeline stage's model,
@@ -10,8 +11,9 @@
 * :func:`generate_cached`: completions of many prompts by one model, through the generation backends of
   :mod:`tulu.rollout` (our CPU engine, HF, vLLM, or the OpenAI client), cached and with progress + ETA.
 
-This module sits above ``data``, ``rollout``, ``verifiers`` and ``train`` (it may import any of them);
-nothing below imports it.
+This package sits above ``data``, ``rollout``, ``verifiers`` and ``train`` (it may import any of them); nothing
+below imports it. The pure parts (personas and templates, judge prompts and parsing, binarisation, IF pairs)
+live in :mod:`tulu.data`.
 """
 
 from __future__ import annotations
