@@ -251,7 +251,8 @@ def run(cfg: DPOConfig) -> RunSummary:
                          result.first_loss, result.final_metrics, before, after,
                          details={"start_model": cfg.model.path, "train_pairs": len(train_pairs),
                                   "eval_pairs": len(eval_pairs), "heldout_by_source": by_source,
-                                  "loss_type": d.loss_type})
+                                  "loss_type": d.loss_type},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(out)
         if after:

@@ -430,29 +430,30 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
             pad = tok.pad_token_id
             bs = cfg.train.per_device_batch_size
             if rollouts:
-                if not on_policy:
-                    if cfg.rl.old_logprobs == "learner":
-                        olds = per_token_pass(pol, rollouts, pad, bs,
-                                              lambda m, x: token_logprobs(m, x, ro.temperature))
-                    else:
-                        olds = [r.gen_logp for r in rollouts]
-                    for r, o in zip(rollouts, olds):
-                        r.old_logp = o
-                if reference is not None:
-                    refs = per_token_pass(reference, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
-                    for r, o in zip(rollouts, refs):
-                        r.ref_logp = o
-                if "value" in modules:
-                    vals = per_token_pass(engine.unwrapped_model("value"), rollouts, pad, bs, token_values)
-                    for r, v in zip(rollouts, vals):
-                        r.old_values = v
-                if reward_model is not None:
-                    from tulu.train.rm import last_token_scores
+                with engine.autocast():  # the learner's no-grad passes in the same precision as its loss
+                    if not on_policy:
+                        if cfg.rl.old_logprobs == "learner":
+                            olds = per_token_pass(pol, rollouts, pad, bs,
+                                                  lambda m, x: token_logprobs(m, x, ro.temperature))
+                        else:
+                            olds = [r.gen_logp for r in rollouts]
+                        for r, o in zip(rollouts, olds):
+                            r.old_logp = o
+                    if reference is not None:
+                        refs = per_token_pass(reference, rollouts, pad, bs, lambda m, x: token_logprobs(m, x, ro.temperature))
+                        for r, o in zip(rollouts, refs):
+                            r.ref_logp = o
+                    if "value" in modules:
+                        vals = per_token_pass(engine.unwrapped_model("value"), rollouts, pad, bs, token_values)
+                        for r, v in zip(rollouts, vals):
+                            r.old_values = v
+                    if reward_model is not None:
+                        from tulu.train.rm import last_token_scores
 
-                    rm_scores = per_token_pass(reward_model, rollouts, pad, bs,
-                                               lambda m, x: last_token_scores(m, x.seqs)[:, None])
-                    for r, sc in zip(rollouts, rm_scores):
-                        r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
+                        rm_scores = per_token_pass(reward_model, rollouts, pad, bs,
+                                                   lambda m, x: last_token_scores(m, x.seqs)[:, None])
+                        for r, sc in zip(rollouts, rm_scores):
+                            r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
                 if not on_policy:
                     mask, grids = response_grid(rollouts, ["old_logp", "gen_logp"])  # no packing needed
                     stats.update({k: float(v) for k, v in logprob_mismatch_stats(
@@ -506,7 +507,8 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                          {"accuracy": float(np.mean(after))} if after else {},
                          details={"algorithm": cfg.rl.algorithm, "settings": s, "prompts": len(prompts),
                                   "batches": num_batches, "heldout": heldout_block,
-                                  "seconds": round(time.perf_counter() - t_run, 1)})
+                                  "seconds": round(time.perf_counter() - t_run, 1)},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(out)
         log.info("RLVR done: %d steps; model written to %s", engine.global_step, model_dir)

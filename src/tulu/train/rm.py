@@ -158,7 +158,8 @@ def run(cfg: RMConfig) -> RunSummary:
     model_dir = engine.save_model(tok, out / "model", model_card=card)
     summary = RunSummary("rm", str(model_dir) if model_dir else None, result.global_step, result.resumed_from,
                          result.first_loss, result.final_metrics, before, after,
-                         details={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+                         details={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(out)
         if after:
