@@ -167,7 +167,8 @@ def test_fused_head_under_autocast_is_a_consistent_bf16_computation():
     assert 0 < (fp32 - lp).abs().max() < 0.1  # bf16 really ran, and stayed close
 
 
-BF16_LOSS_TOL = 0.02  # relative, per step
+BF16_LOSS_TOL = 1e-3  # relative, per step (measured on the tiny model: 1.4e-4 at worst over 12 steps)
+BF16_LOSS_TOL_EMBEDDED = 0.02  # relative, per step, on the embedded model
 
 
 @pytest.mark.parametrize("head_chunk", [0, 64])
@@ -203,5 +204,5 @@ def test_bf16_training_follows_the_fp32_loss_curve_on_the_embedded_model(tokeniz
     fa, fb = curves["no"], curves["bf16"]
     assert len(fa) == len(fb) == 20
     worst = max(abs(x - y) / x for x, y in zip(fa, fb))
-    assert worst < BF16_LOSS_TOL, (worst, fa, fb)
-    assert abs(sum(fa[-5:]) - sum(fb[-5:])) / sum(fa[-5:]) < BF16_LOSS_TOL / 2
+    assert worst < BF16_LOSS_TOL_EMBEDDED, (worst, fa, fb)
+    assert abs(sum(fa[-5:]) - sum(fb[-5:])) / sum(fa[-5:]) < BF16_LOSS_TOL_EMBEDDED / 2

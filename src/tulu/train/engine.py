@@ -230,10 +230,7 @@ class Engine:
                 tune_malloc()
                 install_embedding_grad(m)
         self._names = list(model) if isinstance(model, dict) else None
-        first = next(iter(modules.values()))
-        self.precision = choose_precision(cfg.mixed_precision, self.device, weights_dtype(first), Shapes.of(first))
-        if self.is_main:
-            log.info("%s: %s", self.desc, self.precision.describe())
+        self.resolve_precision(next(iter(modules.values())))
         body = nn.ModuleDict(model) if isinstance(model, dict) else model
         self.task = task
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
@@ -242,6 +239,17 @@ class Engine:
         optimizer = make_optimizer(model, cfg, lr_scales)
         self.wrapped, self.optimizer = self.accelerator.prepare(_StepModule(body, task), optimizer)
         self._params = [p for p in self.wrapped.parameters() if p.requires_grad]
+
+    def resolve_precision(self, model: nn.Module) -> PrecisionChoice:
+        """Decide (once) the compute precision for ``model`` (``train.mixed_precision``; see tulu.precision)
+        and log it. :meth:`prepare` calls it; a trainer calls it earlier when a pass before training (DPO's
+        reference log-probs) must run in the same precision as the training step."""
+        if self.precision is None:
+            self.precision = choose_precision(self.cfg.mixed_precision, self.device, weights_dtype(model),
+                                              Shapes.of(model))
+            if self.is_main:
+                log.info("%s: %s", self.desc, self.precision.describe())
+        return self.precision
 
     def autocast(self):
         """The run's compute precision as a context: bf16 autocast when :attr:`precision` says so (the engine
