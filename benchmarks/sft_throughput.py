@@ -1,6 +1,6 @@
 """SFT training throughput: tulu's loop vs TRL's SFTTrainer, same model, data and hyperparameters, one run.
 
-Both train the embedded model (SmolLM2-135M-Instruct, fp32 on CPU) for one epoch over the same procedural
+Both train the embedded model (SmolLM2-135M-Instruct, fp32 weights on CPU) for one epoch over the same procedural
 chat examples, tokenized once by tulu (assistant-only labels), with the same learning rate, linear schedule,
 warmup, AdamW settings, gradient clipping and seed:
 
@@ -10,8 +10,14 @@ warmup, AdamW settings, gradient clipping and seed:
   loss_reduction=mean (TRL's normalisation, so the losses compare).
 * **TRL** (1.16) ``SFTTrainer`` at its fastest CPU settings: the same pre-tokenized rows (``input_ids`` +
   ``completion_mask``, completion-only loss), ``packing=True`` with BFD packing into rows of about the same
-  number of tokens as ours (which makes it padding-free), ``bf16=False``, no gradient checkpointing (TRL
-  defaults it on), no logging/saving/reporting, no dataloader workers.
+  number of tokens as ours (which makes it padding-free), no gradient checkpointing (TRL defaults it on), no
+  logging/saving/reporting, no dataloader workers, and ``bf16=True`` where the CPU has native bf16
+  (``avx512_bf16`` / AMX: its best setting there; ``--trl-bf16 off`` for fp32).
+
+**Precision.** Ours runs ``train.mixed_precision`` from ``--dtype`` (default ``auto``: bf16 autocast where
+``tulu.precision`` detects native bf16 and measures it faster, fp32 elsewhere). Every line names the dtype that
+ran and the share of the measured matmul peak of *that* dtype (fp32 and bf16 peaks are both measured; the
+FLOPs are the same yardstick for both sides: the work of the examples, LM head at label positions only).
 
 **Allocator.** When training on CPU our loop tells glibc malloc to keep large freed blocks
 (``tulu.train.cpu.tune_malloc``; by default every tensor above 32 MB is a fresh mmap that page-faults on
@@ -20,7 +26,7 @@ runs twice: first as shipped (before our trainer touches the allocator), then ag
 malloc settings as ours. Both ratios are printed; the second is the like-for-like one.
 
 It prints tokens/s for both (real tokens: no padding exists in either), the ratio as ``1.73×``, the
-achieved FLOP/s of our step against a measured fp32 matmul peak, and each side's final training loss per
+achieved FLOP/s of each side against the measured peak of its dtype, and each side's final training loss per
 token, and both trained models' NLL per token on the same held-out examples (the check that both
 learned the same amount; per-step training losses are not comparable, as TRL's BFD packing reorders).
 
@@ -28,6 +34,8 @@ learned the same amount; per-step training losses are not comparable, as TRL's B
     python benchmarks/sft_throughput.py --examples 32 --per-device 4     # quick
     python benchmarks/sft_throughput.py --allocator jemalloc             # re-exec under LD_PRELOAD=jemalloc
     python benchmarks/sft_throughput.py --only tulu                      # skip TRL
+    python benchmarks/sft_throughput.py --dtype fp32 --trl-bf16 off      # both in fp32
+    python benchmarks/sft_throughput.py --no-shipped-trl --rounds 2      # busy host: alternate ours / TRL
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from tulu.data import synthetic
 from tulu.data.templates import encode_chat
 from tulu.models import tiny_model
 from tulu.train.common import TrainConfig
-from tulu.train.engine import Engine, fit
+from tulu.train.engine import fit
 from tulu.train.logprobs import LabelLogProb
 from tulu.train.sft import SFTTask
 
