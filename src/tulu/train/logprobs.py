@@ -37,9 +37,9 @@ class LabelLogProb(torch.autograd.Function):
 
     Precision: the two matmuls (logits, and the gradients of ``h`` and ``W``) run in the **compute dtype**:
     the autocast dtype when autocast is on where ``h`` lives (bf16 training), else ``h``'s own dtype. The
-    forward and the backward's recomputation use the same dtype, chosen once in the forward (autocast does
-    not reach a custom backward, so without this the recomputed logits would be fp32 while the saved
-    ``logsumexp`` came from bf16 ones). Everything after the matmul (``logsumexp``, the softmax of the
+    forward and the backward's recomputation use the same dtype, chosen once in the forward (autocast
+    reaches a custom backward only when ``backward()`` runs inside the autocast block; called outside, the
+    recomputed logits would be fp32 while the saved ``logsumexp`` came from bf16 ones). Everything after the matmul (``logsumexp``, the softmax of the
     gradient, the accumulation of ``W``'s gradient over chunks) is fp32.
     """
 
