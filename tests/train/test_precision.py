@@ -212,3 +212,30 @@ def test_bf16_training_follows_the_fp32_loss_curve_on_the_embedded_model(tokeniz
     worst = max(abs(x - y) for x, y in zip(fa, fb))
     assert worst < BF16_STEP_TOL_EMBEDDED, curves_txt
     assert abs(sum(fa) - sum(fb)) / sum(fa) < BF16_MEAN_TOL_EMBEDDED, curves_txt
+
+
+def test_dpo_under_bf16_runs_its_reference_in_bf16_too(tmp_path, tokenizer):
+    """`tulu dpo ... train.mixed_precision=bf16`: the reference log-probs and the held-out pass before training
+    run in the training precision, so an untrained policy still has exactly zero implicit reward; the
+    reference cache is keyed by the precision; summary.json says what ran."""
+    from tulu.cli import main
+    from tulu.models import save_model
+
+    model, tok = tiny_model(0, tokenizer=tokenizer)
+    save_model(model, tok, tmp_path / "tiny")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+model: {{path: {tmp_path / 'tiny'}}}
+output_dir: {tmp_path / 'run'}
+data: {{mixture: {{"synthetic:constraints": 10, "synthetic:math": 10}}, eval_fraction: 0.2, max_length: 256}}
+dpo: {{loss_type: dpo, beta: 0.5, max_row_tokens: 512}}
+train: {{learning_rate: 3.0e-3, effective_batch_size: 8, per_device_batch_size: 4, num_epochs: 1,
+        warmup_ratio: 0.0, seed: 1, mixed_precision: bf16}}
+""")
+    assert main(["dpo", str(recipe)]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"]["compute"] == "bf16" and summary["precision"]["source"] == "explicit"
+    assert summary["heldout_before"]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["heldout_before"]["rewards/chosen"] == pytest.approx(0.0, abs=1e-6)
+    refs = sorted(p.name for p in (tmp_path / "run" / "cache").glob("dpo-ref-*.pt"))
+    assert refs and all(name.endswith("-bf16.pt") for name in refs)
