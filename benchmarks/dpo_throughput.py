@@ -35,7 +35,7 @@ os.environ.setdefault("TULU_PROGRESS", "0")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import matmul_peak_gflops, train_flops  # noqa: E402
+from _common import matmul_peak_gflops, reset_accelerate, train_flops  # noqa: E402
 
 OUR_PRECISION = {"auto": "auto", "fp32": "no", "bf16": "bf16"}
 
@@ -57,6 +57,7 @@ def records(n: int, seed: int) -> list[dict]:
 
 
 def run_trl(args, recs, out_dir: str) -> dict:
+    reset_accelerate()
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
@@ -86,6 +87,7 @@ def run_trl(args, recs, out_dir: str) -> dict:
 
 
 def run_ours(args, recs, out_dir: str) -> dict:
+    reset_accelerate()
     from tulu.data.preferences import encode_pairs
     from tulu.train.common import TrainConfig
     from tulu.train.dpo import DPOLossConfig, DPOTask

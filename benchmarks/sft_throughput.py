@@ -56,7 +56,7 @@ os.environ.setdefault("TULU_PROGRESS", "0")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (current_allocator, fmt_ratio, matmul_peak_gflops, reexec_with_allocator,  # noqa: E402
-                     train_flops)
+                     reset_accelerate, train_flops)
 
 
 OUR_PRECISION = {"auto": "auto", "fp32": "no", "bf16": "bf16"}
@@ -113,6 +113,7 @@ def warm_up(args, items, tokenizer) -> None:
 
 
 def run_tulu(args, items, tokenizer) -> dict:
+    reset_accelerate()
 
     from tulu.train.common import TrainConfig
     from tulu.train.engine import fit
@@ -152,6 +153,7 @@ def _step_indices(items, cfg, step):
 
 
 def run_trl(args, items, tokenizer, heldout: bool = True) -> dict:
+    reset_accelerate()
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
