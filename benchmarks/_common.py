@@ -86,3 +86,14 @@ def reexec_with_allocator(name: str) -> None:
 
 def current_allocator() -> str:
     return os.environ.get("TULU_BENCH_ALLOCATOR", "default (glibc)")
+
+
+def reset_accelerate() -> None:
+    """Forget the process-wide accelerate state, so the next trainer in the same process may choose another
+    mixed precision (TRL with ``bf16=True`` and then ours, which on a CPU runs its own autocast and tells
+    accelerate 'no')."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()

@@ -1,6 +1,6 @@
 """SFT training throughput: tulu's loop vs TRL's SFTTrainer, same model, data and hyperparameters, one run.
 
-Both train the embedded model (SmolLM2-135M-Instruct, fp32 on CPU) for one epoch over the same procedural
+Both train the embedded model (SmolLM2-135M-Instruct, fp32 weights on CPU) for one epoch over the same procedural
 chat examples, tokenized once by tulu (assistant-only labels), with the same learning rate, linear schedule,
 warmup, AdamW settings, gradient clipping and seed:
 
@@ -10,8 +10,14 @@ warmup, AdamW settings, gradient clipping and seed:
   loss_reduction=mean (TRL's normalisation, so the losses compare).
 * **TRL** (1.16) ``SFTTrainer`` at its fastest CPU settings: the same pre-tokenized rows (``input_ids`` +
   ``completion_mask``, completion-only loss), ``packing=True`` with BFD packing into rows of about the same
-  number of tokens as ours (which makes it padding-free), ``bf16=False``, no gradient checkpointing (TRL
-  defaults it on), no logging/saving/reporting, no dataloader workers.
+  number of tokens as ours (which makes it padding-free), no gradient checkpointing (TRL defaults it on), no
+  logging/saving/reporting, no dataloader workers, and ``bf16=True`` where the CPU has native bf16
+  (``avx512_bf16`` / AMX: its best setting there; ``--trl-bf16 off`` for fp32).
+
+**Precision.** Ours runs ``train.mixed_precision`` from ``--dtype`` (default ``auto``: bf16 autocast where
+``tulu.precision`` detects native bf16 and measures it faster, fp32 elsewhere). Every line names the dtype that
+ran and the share of the measured matmul peak of *that* dtype (fp32 and bf16 peaks are both measured; the
+FLOPs are the same yardstick for both sides: the work of the examples, LM head at label positions only).
 
 **Allocator.** When training on CPU our loop tells glibc malloc to keep large freed blocks
 (``tulu.train.cpu.tune_malloc``; by default every tensor above 32 MB is a fresh mmap that page-faults on
@@ -20,7 +26,7 @@ runs twice: first as shipped (before our trainer touches the allocator), then ag
 malloc settings as ours. Both ratios are printed; the second is the like-for-like one.
 
 It prints tokens/s for both (real tokens: no padding exists in either), the ratio as ``1.73×``, the
-achieved FLOP/s of our step against a measured fp32 matmul peak, and each side's final training loss per
+achieved FLOP/s of each side against the measured peak of its dtype, and each side's final training loss per
 token, and both trained models' NLL per token on the same held-out examples (the check that both
 learned the same amount; per-step training losses are not comparable, as TRL's BFD packing reorders).
 
@@ -28,6 +34,8 @@ learned the same amount; per-step training losses are not comparable, as TRL's B
     python benchmarks/sft_throughput.py --examples 32 --per-device 4     # quick
     python benchmarks/sft_throughput.py --allocator jemalloc             # re-exec under LD_PRELOAD=jemalloc
     python benchmarks/sft_throughput.py --only tulu                      # skip TRL
+    python benchmarks/sft_throughput.py --dtype fp32 --trl-bf16 off      # both in fp32
+    python benchmarks/sft_throughput.py --no-shipped-trl --rounds 2      # busy host: alternate ours / TRL
 """
 
 from __future__ import annotations
@@ -48,7 +56,10 @@ os.environ.setdefault("TULU_PROGRESS", "0")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (current_allocator, fmt_ratio, matmul_peak_gflops, reexec_with_allocator,  # noqa: E402
-                     train_flops)
+                     reset_accelerate, train_flops)
+
+
+OUR_PRECISION = {"auto": "auto", "fp32": "no", "bf16": "bf16"}
 
 
 def build_data(n: int, seed: int, max_len: int, tokenizer):
@@ -102,6 +113,8 @@ def warm_up(args, items, tokenizer) -> None:
 
 
 def run_tulu(args, items, tokenizer) -> dict:
+    reset_accelerate()
+
     from tulu.train.common import TrainConfig
     from tulu.train.engine import fit
     from tulu.train.sft import SFTTask
@@ -113,11 +126,12 @@ def run_tulu(args, items, tokenizer) -> dict:
         model.set_attn_implementation(register())
     cfg = TrainConfig(seed=args.seed, learning_rate=args.lr, warmup_ratio=args.warmup_ratio, num_epochs=1,
                       effective_batch_size=args.per_device * args.accumulation, per_device_batch_size=args.per_device,
-                      max_grad_norm=1.0, resume="never")
+                      max_grad_norm=1.0, resume="never", mixed_precision=OUR_PRECISION[args.dtype])
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         engine, result = fit(cfg, model, SFTTask("mean", args.head_chunk), items, out, desc="tulu")
         dt = time.perf_counter() - t0
+    prec = engine.precision
     used = [i for s in range(result.total_steps) for i in _step_indices(items, cfg, s)]
     tokens = sum(len(items[i].input_ids) for i in used)
     labels = sum(sum(1 for x in items[i].labels[1:] if x != -100) for i in used)
@@ -129,7 +143,7 @@ def run_tulu(args, items, tokenizer) -> dict:
     del engine, model
     gc.collect()
     return {"time": dt, "tokens": tokens, "flops": flops, "first": losses[0], "last": losses[-1],
-            "steps": len(losses), "heldout": held}
+            "steps": len(losses), "heldout": held, "dtype": prec.compute, "why": prec.reason}
 
 
 def _step_indices(items, cfg, step):
@@ -139,6 +153,7 @@ def _step_indices(items, cfg, step):
 
 
 def run_trl(args, items, tokenizer, heldout: bool = True) -> dict:
+    reset_accelerate()
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -155,7 +170,7 @@ def run_trl(args, items, tokenizer, heldout: bool = True) -> dict:
             output_dir=out, num_train_epochs=1, per_device_train_batch_size=1,
             gradient_accumulation_steps=args.accumulation, learning_rate=args.lr, lr_scheduler_type="linear",
             warmup_steps=math.ceil(args.warmup_ratio * steps_est), weight_decay=0.0, max_grad_norm=1.0,
-            bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, packing=True,
+            bf16=args.trl_bf16, fp16=False, use_cpu=True, gradient_checkpointing=False, packing=True,
             packing_strategy="bfd", padding_free=True, max_length=row_tokens, completion_only_loss=True,
             logging_steps=1, save_strategy="no", report_to=[], dataloader_num_workers=0, seed=args.seed,
             disable_tqdm=True, use_liger_kernel=False)
@@ -166,10 +181,17 @@ def run_trl(args, items, tokenizer, heldout: bool = True) -> dict:
         logs = [h for h in trainer.state.log_history if "loss" in h]
         packed = trainer.train_dataset
         tokens = sum(len(x) for x in packed["input_ids"])
+        config = model.config
     held = heldout_nll(trainer.model, args.heldout) if args.heldout and heldout else float("nan")
     del trainer, model
     gc.collect()
-    return {"time": dt, "tokens": tokens, "first": logs[0]["loss"] if logs else float("nan"),
+    # FLOPs of the work itself (the same yardstick as ours: head at label positions only), so the two
+    # utilisation figures compare; TRL also projects prompt positions, which this does not count.
+    flops = train_flops(config, [len(e.input_ids) for e in items],
+                        sum(sum(1 for x in e.labels[1:] if x != -100) for e in items))
+    return {"time": dt, "tokens": tokens, "flops": flops,
+            "dtype": "bf16" if args.trl_bf16 else "fp32",
+            "first": logs[0]["loss"] if logs else float("nan"),
             "last": logs[-1]["loss"] if logs else float("nan"), "steps": len(logs), "row_tokens": row_tokens,
             "heldout": held}
 
@@ -193,10 +215,22 @@ def main() -> None:
     ap.add_argument("--allocator", choices=["default", "jemalloc", "tcmalloc"], default="default")
     ap.add_argument("--no-tuned-trl", action="store_true",
                     help="skip the second TRL run under our malloc settings (the like-for-like ratio)")
+    ap.add_argument("--no-shipped-trl", action="store_true",
+                    help="skip the first TRL run with malloc as shipped (saves time on a busy host)")
+    ap.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="ours: train.mixed_precision (auto: bf16 autocast where tulu.precision measures it faster)")
+    ap.add_argument("--trl-bf16", choices=["auto", "on", "off"], default="auto",
+                    help="TRL's bf16 flag; auto: on where the CPU has native bf16 (TRL at its best on this host)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat TRL (tuned) and ours alternately this many times")
     args = ap.parse_args()
     reexec_with_allocator(args.allocator)
 
     import torch
+
+    from tulu.precision import cpu_flags, host_bf16
+
+    host = host_bf16()
+    args.trl_bf16 = host.native if args.trl_bf16 == "auto" else args.trl_bf16 == "on"
 
     torch.set_num_threads(args.threads)
     from tulu.models import load_tokenizer
@@ -208,40 +242,53 @@ def main() -> None:
     n_lab = sum(sum(1 for x in e.labels[1:] if x != -100) for e in items)
     print(f"model {args.model}, {len(items)} examples, {n_tok} tokens ({n_lab / n_tok:.0%} assistant labels), "
           f"{args.threads} threads, our attention {args.attention}, allocator {current_allocator()}", flush=True)
-    peak = matmul_peak_gflops(2048)
-    print(f"fp32 matmul peak (2048x2048, {args.threads} threads): {peak:.1f} GFLOP/s", flush=True)
+    peaks = {"fp32": matmul_peak_gflops(2048), "bf16": matmul_peak_gflops(2048, torch.bfloat16)}
+    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))))
+    print(f"host: {flags or 'flags unknown'}; native bf16: {host.native} ({host.evidence}); torch ISA "
+          f"{host.capability}", flush=True)
+    print(f"matmul peak (2048x2048, {args.threads} threads): fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 "
+          f"{peaks['bf16']:.1f} GFLOP/s", flush=True)
     warm_up(args, items, tokenizer)
     res = {}
 
-    def show_trl(key: str, label: str) -> None:
-        r = res[key]
-        print(f"{label}: {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = "
-              f"{r['tokens'] / r['time']:.1f} tokens/s (rows of {r['row_tokens']} tokens); loss/token "
-              f"{r['first']:.3f} -> {r['last']:.3f}; held-out NLL/token after training {r['heldout']:.3f}", flush=True)
-
-    if args.only in (None, "trl"):  # first: glibc malloc still as shipped
-        res["trl"] = run_trl(args, items, tokenizer)
-        show_trl("trl", "TRL (malloc as shipped)")
-    if args.only in (None, "tulu"):
-        res["tulu"] = run_tulu(args, items, tokenizer)
-        r = res["tulu"]
+    def show_trl(r: dict, label: str) -> None:
         gflops = r["flops"] / r["time"] / 1e9
-        print(f"tulu: {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = {r['tokens'] / r['time']:.1f} "
-              f"tokens/s; loss/token {r['first']:.3f} -> {r['last']:.3f}; {gflops:.1f} GFLOP/s = "
-              f"{gflops / peak:.0%} of the matmul peak; held-out NLL/token after training {r['heldout']:.3f}", flush=True)
-    if args.only is None and not args.no_tuned_trl:
-        from tulu.train.cpu import tune_malloc
+        print(f"{label} [{r['dtype']}]: {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = "
+              f"{r['tokens'] / r['time']:.1f} tokens/s (rows of {r['row_tokens']} tokens); {gflops:.1f} GFLOP/s = "
+              f"{gflops / peaks[r['dtype']]:.0%} of the {r['dtype']} peak; loss/token {r['first']:.3f} -> "
+              f"{r['last']:.3f}; held-out NLL/token after training {r['heldout']:.3f}", flush=True)
 
-        tune_malloc()  # already applied by our trainer on CPU; explicit for clarity
-        res["trl_tuned"] = run_trl(args, items, tokenizer, heldout=False)
-        show_trl("trl_tuned", "TRL (malloc tuned as ours)")
+    def show_tulu(r: dict) -> None:
+        gflops = r["flops"] / r["time"] / 1e9
+        print(f"tulu [{r['dtype']}: {r['why']}]: {r['steps']} steps, {r['tokens']} tokens in {r['time']:.1f}s = "
+              f"{r['tokens'] / r['time']:.1f} tokens/s; loss/token {r['first']:.3f} -> {r['last']:.3f}; "
+              f"{gflops:.1f} GFLOP/s = {gflops / peaks[r['dtype']]:.0%} of the {r['dtype']} matmul peak; held-out "
+              f"NLL/token after training {r['heldout']:.3f}", flush=True)
+
+    rate = lambda r: r["tokens"] / r["time"]  # noqa: E731
+    if args.only in (None, "trl") and not args.no_shipped_trl:  # first: glibc malloc still as shipped
+        res["trl"] = run_trl(args, items, tokenizer)
+        show_trl(res["trl"], "TRL (malloc as shipped)")
+    ratios = []
+    for rnd in range(args.rounds):
+        if args.only in (None, "tulu"):
+            res["tulu"] = run_tulu(args, items, tokenizer)
+            show_tulu(res["tulu"])
+        if args.only is None and not args.no_tuned_trl:
+            from tulu.train.cpu import tune_malloc
+
+            tune_malloc()  # already applied by our trainer on CPU; explicit for clarity
+            res["trl_tuned"] = run_trl(args, items, tokenizer, heldout=False)
+            show_trl(res["trl_tuned"], "TRL (malloc tuned as ours)")
+            ratios.append(rate(res["tulu"]) / rate(res["trl_tuned"]))
+            print(f"round {rnd + 1}: tulu [{res['tulu']['dtype']}] vs TRL SFTTrainer [{res['trl_tuned']['dtype']}] "
+                  f"with the same malloc settings: {fmt_ratio(ratios[-1])} tokens/s", flush=True)
     if "tulu" in res and "trl" in res:
-        ours = res["tulu"]["tokens"] / res["tulu"]["time"]
-        print(f"tulu vs TRL SFTTrainer as shipped: {fmt_ratio(ours / (res['trl']['tokens'] / res['trl']['time']))} "
-              f"tokens/s")
-        if "trl_tuned" in res:
-            tuned = res["trl_tuned"]["tokens"] / res["trl_tuned"]["time"]
-            print(f"tulu vs TRL SFTTrainer with the same malloc settings: {fmt_ratio(ours / tuned)} tokens/s")
+        print(f"tulu [{res['tulu']['dtype']}] vs TRL SFTTrainer [{res['trl']['dtype']}] as shipped: "
+              f"{fmt_ratio(rate(res['tulu']) / rate(res['trl']))} tokens/s")
+    if ratios:
+        print(f"tulu vs TRL SFTTrainer with the same malloc settings (like for like), {len(ratios)} round(s): "
+              + ", ".join(fmt_ratio(r) for r in ratios))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads no/off/false (yes/on/true) as booleans
+            words = ("yes", "on", "true") if value else ("no", "off", "false")
+            value = next((w for w in words if w in get_args(tp)), value)
         if value not in get_args(tp):
             choices = ", ".join(repr(a) for a in get_args(tp))
             raise ConfigError(f"{where}: {value!r} is not one of {choices}")

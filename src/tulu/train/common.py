@@ -13,7 +13,7 @@ from typing import Literal
 
 from tulu.config import option
 
-Precision = Literal["no", "bf16", "fp16"]
+Precision = Literal["auto", "no", "bf16", "fp16"]
 Schedule = Literal["linear", "constant", "cosine"]
 
 
@@ -23,8 +23,9 @@ class ModelConfig:
                                    "transformers folder, or a hub id (Tulu 3: Llama-3.1-8B for SFT, then each "
                                    "stage starts from the previous stage's model).")
     dtype: str = option("auto", "Dtype of the trained weights: auto (fp32 on CPU, bf16 on GPUs that have it), "
-                                "float32, bfloat16. For exact AdamW updates on GPUs keep float32 and set "
-                                "train.mixed_precision=bf16.")
+                                "float32, bfloat16. The compute dtype is train.mixed_precision's (auto: bf16 "
+                                "autocast over fp32 weights where the host measures it faster). For exact AdamW "
+                                "updates keep fp32 weights and let train.mixed_precision pick bf16 compute.")
 
 
 @dataclass
@@ -56,9 +57,13 @@ class TrainConfig:
                                        "open-instruct's SFT default is no clipping). The norm is logged either way.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory "
                                                  "(Tulu 3 uses it for 8B/70B; slower, so off on CPU).")
-    mixed_precision: Precision = option("no", "Autocast compute dtype through accelerate: no | bf16 | fp16. Weights "
-                                              "and optimizer stay fp32 (Tulu 3 trains in bf16 on GPUs). CPUs here "
-                                              "have no native bf16 (about 100x slower): keep 'no' on CPU.")
+    mixed_precision: Precision = option(
+        "auto", "Compute dtype of the training step: auto | no | bf16 | fp16. bf16/fp16: autocast, weights and "
+                "optimizer state stay in model.dtype (fp32 master weights; Tulu 3 trains in bf16 on GPUs). no: "
+                "the weights' own dtype. auto: bf16 autocast on a GPU with bf16, and on a CPU with native bf16 "
+                "(avx512_bf16 / AMX) where a once-per-machine micro-measurement at the model's shapes finds it "
+                "faster; fp32 elsewhere, and when model.dtype is not fp32 (tulu.precision; the choice and why "
+                "are logged and written to summary.json). YAML's bare `no` is read as 'no'.")
     checkpoint_every: int = option(0, "Save a resumable checkpoint (model, optimizer, schedule position, every RNG "
                                       "state, data position) every N optimizer steps (0: only at the end).")
     keep_checkpoints: int = option(2, "How many of the newest checkpoints to keep (older ones are deleted).")
@@ -75,6 +80,10 @@ class TrainConfig:
                                         "per SFT step on 2 cores).")
 
     def __post_init__(self) -> None:
+        if self.mixed_precision is False:  # TrainConfig(mixed_precision=False), as YAML would read `no`
+            self.mixed_precision = "no"
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"train.mixed_precision: {self.mixed_precision!r} is not one of auto, no, bf16, fp16")
         if self.learning_rate <= 0:
             raise ValueError(f"train.learning_rate: must be > 0, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:

@@ -219,11 +219,16 @@ def run(cfg: DPOConfig) -> RunSummary:
                   chunk_size=d.chunk_size)
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
     ref_train = ref_eval = None
+    # the reference and the held-out pass before training run in the training step's precision, so an
+    # untrained policy has zero implicit reward under bf16 autocast too
+    ref_kw["precision"] = engine.resolve_precision(model).compute
     if d.loss_type not in REFERENCE_FREE:
-        ref_train, _, _ = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)", **ref_kw)
-        if eval_pairs:
-            ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
-                                              sort_by_length=False, **ref_kw)
+        with engine.autocast():
+            ref_train, _, _ = cached_reference(model, train_pairs, tok.pad_token_id, cache, desc="reference (train)",
+                                               **ref_kw)
+            if eval_pairs:
+                ref_eval, _, _ = cached_reference(model, eval_pairs, tok.pad_token_id, cache, desc="reference (eval)",
+                                                  sort_by_length=False, **ref_kw)
     sources: dict[str, list[int]] = {}
     for pos, pair in enumerate(eval_pairs):
         sources.setdefault(str(eval_recs[pair.index].get("source", "?")), []).append(pos)
@@ -233,7 +238,8 @@ def run(cfg: DPOConfig) -> RunSummary:
         every, per = heldout_metrics(m, eval_pairs, ref_eval, tok.pad_token_id, d, dict(sorted(sources.items())))
         return every, per if len(per) > 1 else {}
 
-    before, before_src = heldout(model)
+    with engine.autocast():
+        before, before_src = heldout(model)
     if before:
         log.info("held-out before training: %s", _fmt(before))
     engine.prepare(model, DPOTask(tok.pad_token_id, ref_train, d))
@@ -251,7 +257,8 @@ def run(cfg: DPOConfig) -> RunSummary:
                          result.first_loss, result.final_metrics, before, after,
                          details={"start_model": cfg.model.path, "train_pairs": len(train_pairs),
                                   "eval_pairs": len(eval_pairs), "heldout_by_source": by_source,
-                                  "loss_type": d.loss_type})
+                                  "loss_type": d.loss_type},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(out)
         if after:

@@ -72,12 +72,16 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 from torch import nn
 
+from tulu.precision import PrecisionChoice, Shapes, weights_dtype
+from tulu.precision import choose as choose_precision
 from tulu.train.common import TrainConfig
 from tulu.train.plan import Plan, accumulation_steps, deal, lr_factor, make_plan, step_items, warmup_steps_for
 from tulu.train.runtime import (  # noqa: F401 (re-exported)
     METRICS_FILE,
     STATE_FILE,
     MetricsLog,
+    _to_device,
+    _with_state,
     build_accelerator,
     fill_deepspeed_sizes,
     list_checkpoints,
@@ -135,19 +139,6 @@ class StateHolder(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-# ------------------------------------------------------------------------------------------- helpers
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    return batch
-
-
 # ------------------------------------------------------------------------------------------- results
 @dataclass
 class TrainResult:
@@ -172,6 +163,7 @@ class RunSummary:
     heldout_before: dict[str, float] = field(default_factory=dict)
     heldout_after: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] = field(default_factory=dict)  # Engine.precision: compute dtype and why
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,6 +202,7 @@ class Engine:
         self._t_run = 0.0
         self._tokens_run = 0
         self._started_at = 0
+        self.precision: PrecisionChoice | None = None  # resolved in prepare(), when the model is known
 
     # --------------------------------------------------------------------------------------- setup
     @property
@@ -237,6 +230,7 @@ class Engine:
                 tune_malloc()
                 install_embedding_grad(m)
         self._names = list(model) if isinstance(model, dict) else None
+        self.resolve_precision(next(iter(modules.values())))
         body = nn.ModuleDict(model) if isinstance(model, dict) else model
         self.task = task
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
@@ -245,6 +239,32 @@ class Engine:
         optimizer = make_optimizer(model, cfg, lr_scales)
         self.wrapped, self.optimizer = self.accelerator.prepare(_StepModule(body, task), optimizer)
         self._params = [p for p in self.wrapped.parameters() if p.requires_grad]
+
+    def resolve_precision(self, model: nn.Module) -> PrecisionChoice:
+        """Decide (once) the compute precision for ``model`` (``train.mixed_precision``; see tulu.precision)
+        and log it. :meth:`prepare` calls it; a trainer calls it earlier when a pass before training (DPO's
+        reference log-probs) must run in the same precision as the training step."""
+        if self.precision is None:
+            self.precision = choose_precision(self.cfg.mixed_precision, self.device, weights_dtype(model),
+                                              Shapes.of(model))
+            if self.is_main:
+                log.info("%s: %s", self.desc, self.precision.describe())
+        return self.precision
+
+    def autocast(self):
+        """The run's compute precision as a context: bf16 autocast when :attr:`precision` says so (the engine
+        wraps every micro-batch's loss in it; a driver wraps its own no-grad passes of the trained model, e.g.
+        RL's old log-probs, so both see the same numbers), else nothing. On a GPU, accelerate's autocast."""
+        p = self.precision
+        if self.device.type != "cpu" or (p is not None and p.compute == "fp16"):
+            return self.accelerator.autocast()
+        if p is None or not p.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def precision_record(self) -> dict:
+        """The resolved precision for ``summary.json`` (empty before :meth:`prepare`)."""
+        return self.precision.to_dict() if self.precision is not None else {}
 
     def prepare_frozen(self, model: nn.Module) -> nn.Module:
         """A model that is only run, never trained (the RL reference policy): eval mode, no gradients, on
@@ -334,7 +354,7 @@ class Engine:
                 with acc.accumulate(self.wrapped):  # keeps accelerate's micro-step count (see above)
                     continue
             batch = _to_device(self.task.collate(mb), acc.device)
-            with acc.accumulate(self.wrapped), acc.autocast():
+            with acc.accumulate(self.wrapped), self.autocast():
                 loss, mb_sums = self.wrapped(batch)
                 acc.backward(loss * scale)
             loss_sum += loss.detach().double()
@@ -479,7 +499,7 @@ class Engine:
                 import deepspeed
 
                 stack.enter_context(deepspeed.zero.GatheredParameters(list(model.parameters())))
-            stack.enter_context(acc.autocast())
+            stack.enter_context(self.autocast())
             yield model
 
     def full_state_dict(self, name: str | None = None) -> dict[str, torch.Tensor]:
@@ -541,22 +561,6 @@ class Engine:
             out = save_model(model, tokenizer, out_dir, model_card=model_card)
         acc.wait_for_everyone()
         return out
-
-
-def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A model whose ``save_pretrained`` writes ``state`` (the gathered full weights)."""
-
-    class _Saver:
-        def __init__(self, m):
-            self.m = m
-
-        def save_pretrained(self, path, **kw):
-            return self.m.save_pretrained(path, state_dict=state, **kw)
-
-        def __getattr__(self, name):
-            return getattr(self.m, name)
-
-    return _Saver(model)  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ batch source: epochs

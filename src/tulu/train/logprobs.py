@@ -34,25 +34,37 @@ class LabelLogProb(torch.autograd.Function):
     """``(h [N,H], W [V,H], b [V]|None, y [N]) -> (log softmax(hWᵀ+b)[y] [N], log Σ_v p(v)² [N])``.
 
     The second output is computed only when ``want_sq`` and is not differentiable (WPO uses it detached).
+
+    Precision: the two matmuls (logits, and the gradients of ``h`` and ``W``) run in the **compute dtype**:
+    the autocast dtype when autocast is on where ``h`` lives (bf16 training), else ``h``'s own dtype. The
+    forward and the backward's recomputation use the same dtype, chosen once in the forward (autocast
+    reaches a custom backward only when ``backward()`` runs inside the autocast block; called outside, the
+    recomputed logits would be fp32 while the saved ``logsumexp`` came from bf16 ones). Everything after the matmul (``logsumexp``, the softmax of the
+    gradient, the accumulation of ``W``'s gradient over chunks) is fp32.
     """
 
     @staticmethod
     def forward(ctx, h, weight, bias, targets, chunk_size: int, want_sq: bool):  # type: ignore[override]
         n = h.shape[0]
         acc = _acc_dtype(h)
+        cd = _compute_dtype(h)
         out = torch.empty(n, dtype=acc, device=h.device)
         lse = torch.empty(n, dtype=acc, device=h.device)
         sq = torch.empty(n, dtype=acc, device=h.device) if want_sq else None
-        for s in range(0, n, chunk_size):
-            e = min(s + chunk_size, n)
-            logits = _chunk_logits(h[s:e], weight, bias)
-            lse[s:e] = torch.logsumexp(logits, dim=-1)
-            out[s:e] = logits.gather(1, targets[s:e, None]).squeeze(1) - lse[s:e]
-            if sq is not None:
-                sq[s:e] = torch.logsumexp(logits.mul_(2.0), dim=-1) - 2.0 * lse[s:e]
+        with torch.autocast(h.device.type, enabled=False):
+            hc, wc = h.to(cd), weight.to(cd)
+            bc = bias.to(cd) if bias is not None else None
+            for s in range(0, n, chunk_size):
+                e = min(s + chunk_size, n)
+                logits = _chunk_logits(hc[s:e], wc, bc)
+                lse[s:e] = torch.logsumexp(logits, dim=-1)
+                out[s:e] = logits.gather(1, targets[s:e, None]).squeeze(1) - lse[s:e]
+                if sq is not None:
+                    sq[s:e] = torch.logsumexp(logits.mul_(2.0), dim=-1) - 2.0 * lse[s:e]
         ctx.save_for_backward(h, weight, bias if bias is not None else torch.empty(0), targets, lse)
         ctx.has_bias = bias is not None
         ctx.chunk_size = chunk_size
+        ctx.compute_dtype = cd
         if sq is None:
             sq = out.new_zeros(0)
         ctx.mark_non_differentiable(sq)
@@ -63,23 +75,29 @@ class LabelLogProb(torch.autograd.Function):
         h, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         grad_h = torch.empty_like(h) if need_h else None
-        acc = _acc_dtype(h)
+        acc, cd = _acc_dtype(h), ctx.compute_dtype
         grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
         grad_b = torch.zeros(weight.shape[0], dtype=acc, device=h.device) if need_b else None
-        b = bias if ctx.has_bias else None
         g_all = grad_out.to(acc)
-        for s in range(0, h.shape[0], ctx.chunk_size):
-            e = min(s + ctx.chunk_size, h.shape[0])
-            g = g_all[s:e]
-            # d log p(y)/d z = onehot(y) - softmax(z); scaled by the incoming gradient, built in place.
-            grad_z = _chunk_logits(h[s:e], weight, b).sub_(lse[s:e, None]).exp_().mul_(-g[:, None])
-            grad_z[torch.arange(e - s, device=h.device), targets[s:e]] += g
-            if need_h:
-                grad_h[s:e] = (grad_z.to(weight.dtype) @ weight).to(h.dtype)
-            if need_w:
-                grad_w.addmm_(grad_z.t(), h[s:e].to(acc))
-            if need_b:
-                grad_b += grad_z.sum(0)
+        with torch.autocast(h.device.type, enabled=False):
+            hc, wc = h.to(cd), weight.to(cd)
+            bc = bias.to(cd) if ctx.has_bias else None
+            for s in range(0, h.shape[0], ctx.chunk_size):
+                e = min(s + ctx.chunk_size, h.shape[0])
+                g = g_all[s:e]
+                # d log p(y)/d z = onehot(y) - softmax(z); scaled by the incoming gradient, built in place.
+                grad_z = _chunk_logits(hc[s:e], wc, bc).sub_(lse[s:e, None]).exp_().mul_(-g[:, None])
+                grad_z[torch.arange(e - s, device=h.device), targets[s:e]] += g
+                gz = grad_z.to(cd)
+                if need_h:
+                    grad_h[s:e] = (gz @ wc).to(h.dtype)
+                if need_w:
+                    if cd == acc:
+                        grad_w.addmm_(grad_z.t(), hc[s:e])
+                    else:  # a chunk's product in the compute dtype, summed over chunks in fp32
+                        grad_w += gz.t() @ hc[s:e]
+                if need_b:
+                    grad_b += grad_z.sum(0)
         if grad_w is not None:
             grad_w = grad_w.to(weight.dtype)
         if grad_b is not None:
@@ -90,6 +108,15 @@ class LabelLogProb(torch.autograd.Function):
 def _acc_dtype(h: torch.Tensor) -> torch.dtype:
     """Accumulate in fp32 (fp64 when the inputs are fp64, for gradcheck)."""
     return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
+def _compute_dtype(h: torch.Tensor) -> torch.dtype:
+    """The matmul dtype: the autocast dtype when autocast is on for ``h``'s device (never for fp64 inputs),
+    else ``h``'s dtype."""
+    dev = h.device.type
+    if h.dtype != torch.float64 and torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return h.dtype
 
 
 def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

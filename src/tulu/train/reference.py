@@ -135,11 +135,13 @@ def compute_reference(model: nn.Module, pairs: Sequence[EncodedPair], pad_token_
 
 
 def cached_reference(model: nn.Module, pairs: Sequence[EncodedPair], pad_token_id: int, cache_dir: str | Path | None,
-                     **kwargs) -> tuple[torch.Tensor, Path | None, bool]:
-    """(reference tensor, cache file or None, whether it was read from the cache)."""
+                     precision: str = "fp32", **kwargs) -> tuple[torch.Tensor, Path | None, bool]:
+    """(reference tensor, cache file or None, whether it was read from the cache). ``precision`` names the
+    compute dtype the caller runs it in (under its autocast), so values of different precisions are cached
+    apart."""
     path = None
     if cache_dir is not None:
-        key = f"{pairs_fingerprint(pairs)}-{model_fingerprint(model)}"
+        key = f"{pairs_fingerprint(pairs)}-{model_fingerprint(model)}" + ("" if precision == "fp32" else f"-{precision}")
         path = Path(cache_dir) / f"{CACHE_VERSION}-{key}.pt"
         if path.is_file():
             ref = torch.load(path, map_location="cpu")

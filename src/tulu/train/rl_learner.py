@@ -119,7 +119,7 @@ class Learner:
 
     def info(self) -> dict[str, Any]:
         return {"global_step": self.engine.global_step, "first_loss": self.engine.first_logged("loss"),
-                "is_main": self.engine.is_main}
+                "is_main": self.engine.is_main, "precision": self.engine.precision_record()}
 
     # ------------------------------------------------------------------------------ one batch
     def prepare(self, rollouts: list[Rollout]) -> tuple[list[Rollout], dict[str, float]]:
@@ -128,6 +128,16 @@ class Learner:
         cfg, stats = self.cfg, {}
         if not rollouts:
             return rollouts, stats
+        with self.engine.autocast():  # the no-grad passes in the same precision as the loss
+            self._learner_view(rollouts)
+        if not self.on_policy:  # on-policy, the training pass measures the gap itself
+            mask, grids = response_grid(rollouts, ["old_logp", "gen_logp"])  # no packing needed
+            stats.update({k: float(v) for k, v in logprob_mismatch_stats(
+                grids["old_logp"], grids["gen_logp"], mask, cap=cfg.rl.tis_cap or 2.0).items()})
+        return rollouts, stats
+
+    def _learner_view(self, rollouts: list[Rollout]) -> None:
+        cfg = self.cfg
         temp, bs = cfg.rollout.temperature, cfg.train.per_device_batch_size
         pol = self.engine.unwrapped_model("policy")
         if not self.on_policy:
@@ -152,11 +162,6 @@ class Learner:
                                        lambda m, x: last_token_scores(m, x.seqs)[:, None])
             for r, sc in zip(rollouts, rm_scores):
                 r.reward += cfg.reward.reward_model_multiplier * float(sc[0])
-        if not self.on_policy:  # on-policy, the training pass measures the gap itself
-            mask, grids = response_grid(rollouts, ["old_logp", "gen_logp"])  # no packing needed
-            stats.update({k: float(v) for k, v in logprob_mismatch_stats(
-                grids["old_logp"], grids["gen_logp"], mask, cap=cfg.rl.tis_cap or 2.0).items()})
-        return rollouts, stats
 
     def train(self, rollouts: list[Rollout], batch_index: int, stats: dict[str, float],
               driver_state: dict) -> dict[str, Any]:

@@ -454,7 +454,8 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
                          {"accuracy": float(np.mean(after))} if after else {},
                          details={"algorithm": cfg.rl.algorithm, "settings": s, "prompts": len(prompts),
                                   "batches": num_batches, "heldout": heldout_block, "learner": cfg.rl.learner,
-                                  "seconds": round(time.perf_counter() - t_run, 1)})
+                                  "seconds": round(time.perf_counter() - t_run, 1)},
+                         precision=info["precision"])
     if is_main:
         summary.write(out)
         log.info("RLVR done: %d steps; model written to %s", info["global_step"], model_dir)

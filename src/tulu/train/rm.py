@@ -148,7 +148,9 @@ def run(cfg: RMConfig) -> RunSummary:
     if not train_pairs:
         raise DataError("data: no training pairs left after truncation; raise data.max_length")
     max_row = cfg.max_row_tokens or None
-    before = pairwise_accuracy(model, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
+    engine.resolve_precision(model)
+    with engine.autocast():  # the held-out pass in the precision the trained model is evaluated in
+        before = pairwise_accuracy(model, eval_pairs, tok.pad_token_id, cfg.eval_batch_pairs, max_row)
     engine.prepare(model, RMTask(tok.pad_token_id, cfg.center_coef, max_row))
     result = train_epochs(engine, train_pairs)
     with engine.evaluation_model() as trained:
@@ -158,7 +160,8 @@ def run(cfg: RMConfig) -> RunSummary:
     model_dir = engine.save_model(tok, out / "model", model_card=card)
     summary = RunSummary("rm", str(model_dir) if model_dir else None, result.global_step, result.resumed_from,
                          result.first_loss, result.final_metrics, before, after,
-                         details={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+                         details={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(out)
         if after:

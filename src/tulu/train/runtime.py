@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -137,6 +138,18 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def accelerate_precision(mixed_precision: str, cpu: bool) -> str:
+    """What accelerate is told. On a CPU the engine enters bf16 autocast itself, around the whole loss (our
+    loss calls the backbone and the LM head directly, past the model's ``forward`` that accelerate wraps), so
+    accelerate gets 'no' unless fp16 was asked. On a GPU accelerate does it (FSDP / DeepSpeed need to know):
+    'auto' becomes bf16 where the GPU has it."""
+    if cpu:
+        return "fp16" if mixed_precision == "fp16" else "no"
+    if mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return mixed_precision
+
+
 def build_accelerator(cfg: TrainConfig):
     """The Accelerator for a run. The engine creates it BEFORE the model is loaded, so that DeepSpeed ZeRO-3
     (``zero3_init_flag``) shards the weights while transformers loads them."""
@@ -151,7 +164,7 @@ def build_accelerator(cfg: TrainConfig):
     accumulation = accumulation_steps(cfg, nproc)
     acc = Accelerator(
         cpu=cpu,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=accelerate_precision(cfg.mixed_precision, cpu),
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accumulation, sync_with_dataloader=False),
     )
     plugin = getattr(acc.state, "deepspeed_plugin", None)
@@ -179,3 +192,32 @@ def fill_deepspeed_sizes(ds: dict, model_config) -> None:
                        ("stage3_param_persistence_threshold", 10 * hidden)):
         if zero.get(key) == "auto":
             zero[key] = value
+
+
+# ------------------------------------------------------------------------------------- engine helpers
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A model whose ``save_pretrained`` writes ``state`` (the gathered full weights)."""
+
+    class _Saver:
+        def __init__(self, m):
+            self.m = m
+
+        def save_pretrained(self, path, **kw):
+            return self.m.save_pretrained(path, state_dict=state, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.m, name)
+
+    return _Saver(model)  # type: ignore[return-value]

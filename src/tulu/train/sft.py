@@ -198,7 +198,8 @@ def run(cfg: SFTConfig) -> RunSummary:
     summary = RunSummary("sft", str(out) if out else None, result.global_step, result.resumed_from,
                          result.first_loss, result.final_metrics,
                          details={"num_examples": len(items), "mixture_counts": counts,
-                                  "loss_reduction": cfg.loss_reduction})
+                                  "loss_reduction": cfg.loss_reduction},
+                         precision=engine.precision_record())
     if engine.is_main:
         summary.write(cfg.output_dir)
         log.info("SFT done: %d steps, loss %.4f -> %.4f; model written to %s", result.global_step,
