@@ -13,7 +13,7 @@ from tulu.data.templates import encode_chat
 from tulu.models import tiny_model
 from tulu.train.common import TrainConfig
 from tulu.train.engine import ResumeError, fit, list_checkpoints, param_groups
-from tulu.train.plan import deal, epoch_order, lr_factor, make_plan, step_items, warmup_steps_for
+from tulu.train.plan import deal, epoch_order, lr_factor, make_plan, same_rates_so_far, step_items, warmup_steps_for
 from tulu.train.sft import SFTTask
 
 
@@ -188,3 +188,14 @@ def test_evaluation_model_gathers_zero3_partitions(tokenizer, items, tmp_path, m
     with trainer.evaluation_model() as m:
         assert m is trainer.unwrapped_model()
     assert gathered == [len(params)]
+
+
+def test_same_rates_so_far_allows_only_a_schedule_whose_prefix_is_unchanged():
+    # constant, no warmup: any length, as long as the checkpoint is not past the new end
+    assert same_rates_so_far(8, 12, 8, 0.0, "constant") and same_rates_so_far(8, 12, 40, 0.0, "constant")
+    assert not same_rates_so_far(8, 12, 4, 0.0, "constant")
+    # warmup as a ratio: 10% of 100 and of 120 steps are 10 and 12 warmup steps, so step 1 differs
+    assert not same_rates_so_far(5, 100, 120, 0.1, "constant")
+    assert same_rates_so_far(0, 100, 120, 0.1, "constant")  # nothing taken yet
+    # linear decay depends on the total from the first step after warmup
+    assert not same_rates_so_far(8, 12, 8, 0.0, "linear") and same_rates_so_far(8, 12, 12, 0.0, "linear")

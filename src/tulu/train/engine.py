@@ -75,7 +75,8 @@ from torch import nn
 from tulu.precision import PrecisionChoice, Shapes, weights_dtype
 from tulu.precision import choose as choose_precision
 from tulu.train.common import TrainConfig
-from tulu.train.plan import Plan, accumulation_steps, deal, lr_factor, make_plan, step_items, warmup_steps_for
+from tulu.train.plan import (accumulation_steps, lr_factor, make_plan, my_micro_batches, same_rates_so_far,
+                             step_items, warmup_steps_for)
 from tulu.train.runtime import (  # noqa: F401 (re-exported)
     METRICS_FILE,
     STATE_FILE,
@@ -447,19 +448,13 @@ class Engine:
             raise ResumeError(f"{path}: checkpoint was written for other data or batch settings; use "
                               f"train.resume=never or another output_dir")
         planned, step = int(state.get("total_steps", -1)), int(state["global_step"])
-        if planned != self.total_steps:
-            # a longer or shorter run (max_steps changed) continues only where the steps already taken would
-            # have had the same learning rates: constant after the same warmup, and not past the new end
-            same = (self.cfg.lr_scheduler == "constant" and step <= self.total_steps
-                    and warmup_steps_for(planned, self.cfg.warmup_ratio) == self.warmup)
-            if not same:
-                raise ResumeError(
-                    f"{path}: checkpoint was written for a run of {planned} steps, this one plans {self.total_steps}; "
-                    f"resuming changes the steps taken so far unless the learning rate is constant with the same "
-                    f"warmup and the checkpoint (step {step}) is not past the new end. Use train.resume=never or "
-                    f"another output_dir")
-            log.warning("%s: run planned for %d steps, continuing to %d (constant learning rate: the %d steps "
-                        "taken are the same)", path, planned, self.total_steps, step)
+        if planned != self.total_steps:  # max_steps changed: only where the steps taken stay the same
+            if not same_rates_so_far(step, planned, self.total_steps, self.cfg.warmup_ratio, self.cfg.lr_scheduler):
+                raise ResumeError(f"{path}: checkpoint was written for a run of {planned} steps, this one plans "
+                                  f"{self.total_steps}; resuming needs the same learning rates for the {step} steps taken "
+                                  f"and a checkpoint not past the new end. Use train.resume=never or another output_dir")
+            log.warning("%s: run planned for %d steps, continuing to %d (same learning rates for the %d steps "
+                        "taken)", path, planned, self.total_steps, step)
         self.accelerator.load_state(str(path))
         if self._extra:
             extra_path = path / EXTRA_STATE_FILE
@@ -564,12 +559,6 @@ class Engine:
 
 
 # ------------------------------------------------------------------------------ batch source: epochs
-def my_micro_batches(indices: Sequence[int], plan: Plan, process_index: int) -> list[list[int]]:
-    """This process's micro-batches of one step: slots p, p+P, p+2P, ... of the step's deal."""
-    slots = deal(list(indices), plan.slots)
-    return [slots[process_index + a * plan.num_processes] for a in range(plan.accumulation)]
-
-
 def train_epochs(engine: Engine, items: Sequence[Any]) -> TrainResult:
     """Epochs over a fixed dataset (SFT, DPO, RM): plan the steps, resume, step, checkpoint, finish."""
     cfg, task = engine.cfg, engine.task

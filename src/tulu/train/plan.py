@@ -33,6 +33,15 @@ def warmup_steps_for(total_steps: int, ratio: float) -> int:
     return math.ceil(total_steps * ratio)
 
 
+def same_rates_so_far(step: int, planned: int, total: int, warmup_ratio: float, kind: str) -> bool:
+    """Whether the first ``step`` optimizer steps of a run planned for ``planned`` steps had the learning rates a
+    run of ``total`` steps gives them, and ``step`` is not past ``total``: then a checkpoint of the one resumes
+    exactly as the other (a constant-rate run extended or cut short)."""
+    w_old, w_new = warmup_steps_for(planned, warmup_ratio), warmup_steps_for(total, warmup_ratio)
+    return step <= total and all(lr_factor(s, planned, w_old, kind) == lr_factor(s, total, w_new, kind)
+                                 for s in range(step))
+
+
 @dataclass(frozen=True)
 class Plan:
     """How items map to optimizer steps and micro-batch slots."""
@@ -88,3 +97,9 @@ def step_items(plan: Plan, seed: int, step: int) -> list[int]:
 def deal(indices: Sequence[int], slots: int) -> list[list[int]]:
     """Deal a step's items into ``slots`` micro-batches of near-equal size (round-robin, order kept)."""
     return [list(indices[j::slots]) for j in range(slots)]
+
+
+def my_micro_batches(indices: Sequence[int], plan: Plan, process_index: int) -> list[list[int]]:
+    """This process's micro-batches of one step: slots p, p+P, p+2P, ... of the step's deal."""
+    slots = deal(list(indices), plan.slots)
+    return [slots[process_index + a * plan.num_processes] for a in range(plan.accumulation)]
