@@ -6,28 +6,16 @@ The README's screenshot (docs/img/report.png) is this module run as a script on 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-CHROMIUM = os.environ.get("TULU_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("TULU_CHROMEDRIVER", "/usr/bin/chromedriver")
+if __name__ == "__main__":  # run as a script (the README's screenshot): the shared browser setup is in tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from browser import start_browser as _start  # noqa: E402
 
 
 def start_browser(width: int = 1280, height: int = 900):
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-    if missing:
-        raise RuntimeError(f"the browser test needs Debian's chromium and chromium-driver ({', '.join(missing)} "
-                           "missing): run `make setup` as root (apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--force-device-scale-factor=1"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    return _start(width, height)
 
 
 def render(html: Path, png: Path, width: int = 1280, height: int = 900) -> dict:

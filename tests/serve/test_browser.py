@@ -9,28 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("TULU_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("TULU_CHROMEDRIVER", "/usr/bin/chromedriver")
+from browser import start_browser as _start
 
 
 def start_browser(width: int = 1280, height: int = 820):
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-    if missing:
-        pytest.fail(f"the browser test needs Debian's chromium and chromium-driver ({', '.join(missing)} missing): "
-                    f"run `make setup` as root (it runs `apt-get install -y chromium chromium-driver`)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--force-device-scale-factor=1"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    return _start(width, height)
 
 
 def wait_for(driver, predicate, timeout: float = 30.0, poll: float = 0.01, what: str = "condition"):
