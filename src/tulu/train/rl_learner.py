@@ -113,10 +113,6 @@ class Learner:
         """Hand the current weights to an in-process generation backend; returns seconds."""
         return self.engine.sync_weights(backend, "policy")
 
-    @property
-    def global_step(self) -> int:
-        return self.engine.global_step
-
     def info(self) -> dict[str, Any]:
         return {"global_step": self.engine.global_step, "first_loss": self.engine.first_logged("loss"),
                 "is_main": self.engine.is_main, "precision": self.engine.precision_record()}
@@ -202,6 +198,9 @@ class Learner:
     def ping(self) -> bool:
         return True
 
+    def close(self) -> None:
+        """Nothing to release in this process (a :class:`RemoteLearner` stops its actor)."""
+
 
 class RemoteLearner:
     """A :class:`Learner` in a Ray actor: the same methods, each call a blocking Ray call. Weights go to the
@@ -235,10 +234,6 @@ class RemoteLearner:
 
     def info(self) -> dict[str, Any]:
         return self._call("info")
-
-    @property
-    def global_step(self) -> int:
-        return self.info()["global_step"]
 
     def prepare(self, rollouts):
         return self._call("prepare", rollouts)

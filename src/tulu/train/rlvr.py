@@ -443,8 +443,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     card = (f"# RLVR ({cfg.rl.algorithm}) from {cfg.model.path}\n\nTrained by `tulu rlvr` for {info['global_step']} "
             f"optimizer steps on {len(prompts)} prompts with verifiable rewards.\n")
     model_dir = learner.save_model(cfg.model.path, card)
-    if hasattr(learner, "close"):
-        learner.close()
+    learner.close()
     heldout_block = {}
     if heldout:
         heldout_block = {"prompts": len(heldout), "before": before, "after": after,
