@@ -72,23 +72,12 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 from torch import nn
 
-from tulu.precision import PrecisionChoice, Shapes, weights_dtype
-from tulu.precision import choose as choose_precision
+from tulu.precision import PrecisionChoice, Shapes, weights_dtype, choose as choose_precision
 from tulu.train.common import TrainConfig
 from tulu.train.plan import (accumulation_steps, lr_factor, make_plan, my_micro_batches, same_rates_so_far,
                              step_items, warmup_steps_for)
-from tulu.train.runtime import (  # noqa: F401 (re-exported)
-    METRICS_FILE,
-    STATE_FILE,
-    MetricsLog,
-    _to_device,
-    _with_state,
-    build_accelerator,
-    fill_deepspeed_sizes,
-    list_checkpoints,
-    make_optimizer,
-    param_groups,
-)
+from tulu.train.runtime import (METRICS_FILE, STATE_FILE, MetricsLog, _to_device, _with_state,  # noqa: F401 (re-exported)
+                                build_accelerator, fill_deepspeed_sizes, list_checkpoints, make_optimizer, param_groups)
 from tulu.utils import atomic_write_json, progress, seed_everything, stable_hash
 
 log = logging.getLogger(__name__)
