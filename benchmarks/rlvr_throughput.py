@@ -55,7 +55,7 @@ def run_ours(args, path: Path, out: Path) -> dict:
         "train.learning_rate=1.0e-6", "train.lr_scheduler=constant", "train.warmup_ratio=0.0",
         "train.effective_batch_size=16", f"train.per_device_batch_size={args.micro}", "train.num_epochs=1",
         f"train.num_threads={args.threads}", f"train.seed={args.seed}", "train.max_grad_norm=1.0",
-        "train.resume=never",
+        "train.resume=never", "train.mixed_precision=no",  # fp32, like TRL with bf16=False
     ]
     cfg = load_config(rlvr.RLVRConfig, None, overrides)
     rlvr.run(cfg)
