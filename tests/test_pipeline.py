@@ -66,3 +66,14 @@ eval: {{tasks: [gsm8k], limit: 2, max_new_tokens: 8, batch_size: 2}}
     # A second run resumes: every stage but the report is skipped.
     assert main(["pipeline", str(recipe)]) == 0
     assert capsys.readouterr().out.count("already done") == 6
+
+
+def test_eval_task_limits_are_checked_before_any_stage_runs():
+    from tulu.pipeline import EvalStageConfig, PipelineConfig
+
+    cfg = PipelineConfig(eval=EvalStageConfig(tasks=["gsm8k", "ifeval"], task_limits={"gsm8k": 300}))
+    assert cfg.eval.task_limits == {"gsm8k": 300}
+    with pytest.raises(ValueError, match=r"eval.task_limits: mmlu not in eval.tasks \(gsm8k, ifeval\)"):
+        PipelineConfig(eval=EvalStageConfig(tasks=["gsm8k", "ifeval"], task_limits={"mmlu": 3}))
+    with pytest.raises(ValueError, match="a count must be >= 0"):
+        PipelineConfig(eval=EvalStageConfig(tasks=["gsm8k"], task_limits={"gsm8k": -1}))

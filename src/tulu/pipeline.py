@@ -59,6 +59,9 @@ class EvalStageConfig:
     tasks: list[str] = option(default_factory=lambda: ["gsm8k", "ifeval"],
                               help="Tasks to run on each stage's model (see `tulu eval --list`).")
     limit: int = option(20, "First N items of each task (0: all). The CPU demo keeps this small.")
+    task_limits: dict[str, int] = option(default_factory=dict,
+                                         help="Per-task item counts that override `limit` (0: every item), e.g. "
+                                              "{gsm8k: 300} to run a long task on a sample and the rest in full.")
     models: list[Literal["base", "sft", "dpo", "rlvr"]] = option(
         default_factory=lambda: ["base", "sft", "dpo", "rlvr"],
         help="Which stages' models to evaluate (a stage that did not run is skipped).")
@@ -95,6 +98,12 @@ class PipelineConfig:
         unknown = [s for s in self.stages if s not in ALL_STAGES]
         if unknown:
             raise ValueError(f"stages: unknown stage {unknown[0]!r} (known: {', '.join(ALL_STAGES)})")
+        stray = sorted(set(self.eval.task_limits) - set(self.eval.tasks))
+        if stray:  # caught before hours of training, not at the eval stage
+            raise ValueError(f"eval.task_limits: {', '.join(stray)} not in eval.tasks ({', '.join(self.eval.tasks)})")
+        negative = sorted(t for t, n in self.eval.task_limits.items() if n < 0)
+        if negative:
+            raise ValueError(f"eval.task_limits: {negative[0]}: a count must be >= 0 (0: every item)")
 
 
 CONFIG = PipelineConfig
@@ -231,7 +240,8 @@ class Pipeline:
             print(f"-- {which}: {path}", flush=True)
             with load_backend(path, e.backend) as backend:
                 evaluate(tasks, backend, model=path, output=self.root / "eval" / which, limit=e.limit or None,
-                         batch_size=e.batch_size, model_key=model_fingerprint(resolve_model_path(path)),
+                         task_limits=e.task_limits, batch_size=e.batch_size,
+                         model_key=model_fingerprint(resolve_model_path(path)),
                          extra={"stage": which, "max_new_tokens_cap": e.max_new_tokens or None})
             out[which] = str(self.root / "eval" / which / "results.json")
         return {"results": out}

@@ -222,3 +222,20 @@ def test_truthfulqa_mc2_through_the_loglikelihood_path(tmp_path, tiny, monkeypat
     lps = [o.logprob for o in be.loglikelihood([LoglikRequest(ctx, f" {o}") for o in ("No", "No, they cannot", "Yes")])]
     p = [math.exp(x) for x in lps]
     assert res["tasks"]["truthfulqa"]["metrics"]["mc2"]["value"] == pytest.approx(100 * (p[0] + p[1]) / sum(p), abs=1e-3)
+
+
+def test_task_limits_override_the_limit_per_task(tmp_path, scripted):
+    from tulu.report.runreport import size_phrase
+
+    tasks = [get_task("gsm8k"), get_task("ifeval")]
+    res = evaluate(tasks, scripted(lambda m, s: "The answer is 3."), model="m", output=tmp_path, limit=2,
+                   task_limits={"gsm8k": 5})
+    assert res["tasks"]["gsm8k"]["n"] == 5 and res["tasks"]["ifeval"]["n"] == 2
+    assert res["task_limits"] == {"gsm8k": 5}
+    assert size_phrase(res) == "first 5 items of gsm8k; first 2 items of the other tasks"
+    assert size_phrase({"limit": 20}) == "first 20 items of each task"
+    assert size_phrase({"limit": None}) == ""
+    assert size_phrase({"limit": None, "task_limits": {"gsm8k": 300, "ifeval": 0}}) == (
+        "first 300 items of gsm8k; every item of ifeval; every item of the other tasks")
+    with pytest.raises(ValueError, match="task_limits names tasks that are not being run: mmlu"):
+        evaluate(tasks, scripted(lambda m, s: "x"), model="m", output=tmp_path / "b", task_limits={"mmlu": 3})

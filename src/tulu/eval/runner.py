@@ -240,19 +240,28 @@ def suite_averages(tasks: dict[str, dict]) -> dict[str, dict]:
 
 def evaluate(tasks: list[Task], backend: GenerationBackend, *, model: str, output: str | os.PathLike,
              limit: int | None = None, batch_size: int = 8, cache_dir: str | os.PathLike | None = None,
-             model_key: str | None = None, extra: dict | None = None) -> dict[str, Any]:
-    """Run ``tasks`` and write ``<output>/results.json`` (plus ``generations/<task>.jsonl``)."""
+             model_key: str | None = None, extra: dict | None = None,
+             task_limits: dict[str, int] | None = None) -> dict[str, Any]:
+    """Run ``tasks`` and write ``<output>/results.json`` (plus ``generations/<task>.jsonl``). ``limit`` caps
+    every task's items; ``task_limits`` overrides it per task (0: every item)."""
+    task_limits = dict(task_limits or {})
+    unknown = sorted(set(task_limits) - {t.name for t in tasks})
+    if unknown:
+        raise ValueError(f"task_limits names tasks that are not being run: {', '.join(unknown)} "
+                         f"(running: {', '.join(t.name for t in tasks)})")
     out_dir = Path(output)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
     key = model_key or model_fingerprint(model)
     results: dict[str, Any] = {
         "version": RESULTS_VERSION, "model": model, "model_key": key, "limit": limit,
+        **({"task_limits": task_limits} if task_limits else {}),
         "backend": getattr(backend, "name", type(backend).__name__),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}, **(extra or {})}
     for task in tasks:
         try:
+            n = task_limits.get(task.name, limit)
             results["tasks"][task.name] = run_task(task, backend, model_key=key, cache_dir=cache, out_dir=out_dir,
-                                                   limit=limit, batch_size=batch_size)
+                                                   limit=n or None, batch_size=batch_size)
         except BenchmarkChecksumError:
             raise
         results["tasks"][task.name].setdefault("suite", suite_of(task.name) or task.suite)

@@ -49,7 +49,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["### Verdict", ""] + [f"- {s}" for s in sec["verdict"]] + [""]
         lines += ["### Evaluation", ""]
         if sec["eval"]["limit"]:
-            lines += [f"First {', '.join(map(str, sec['eval']['limit']))} items of each task"
+            lines += ["Items: " + " / ".join(sec["eval"]["limit"])
                       + (f"; generation capped at {', '.join(map(str, sec['eval']['max_new_tokens_cap']))} tokens"
                          if sec["eval"]["max_new_tokens_cap"] else "") + ".", ""]
         lines += eval_table(sec)

@@ -168,7 +168,7 @@ def render_page(report: dict[str, Any], plots: dict[str, bytes]) -> str:
         facts = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td></tr>" for a, b in sec["facts"])
         size = ""
         if sec["eval"]["limit"]:
-            size = f"<p class=muted>First {esc(', '.join(map(str, sec['eval']['limit'])))} items of each task"
+            size = f"<p class=muted>Items: {esc(' / '.join(sec['eval']['limit']))}"
             if sec["eval"]["max_new_tokens_cap"]:
                 size += f"; generation capped at {esc(', '.join(map(str, sec['eval']['max_new_tokens_cap'])))} tokens"
             size += ".</p>"

@@ -24,6 +24,18 @@ PIPELINE_KEYS = {"data": None, "decontam": ("summary",), "sft": ("steps", "examp
                  "rlvr": ("algorithm", "steps", "prompts", "final_reward", "heldout_before", "heldout_after")}
 
 
+def size_phrase(results: dict) -> str:
+    """How many items of each task an eval ran, in words ("" when every item): "first 20 items of each task",
+    "first 300 items of gsm8k; every item of the other tasks"."""
+    limit, per = results.get("limit"), {t: n for t, n in (results.get("task_limits") or {}).items()}
+    general = f"first {limit} items of each task" if limit else "every item"
+    if not per:
+        return general if limit else ""
+    parts = [f"first {n} items of {t}" if n else f"every item of {t}" for t, n in sorted(per.items())]
+    return "; ".join(parts) + ("; " + general.replace("each task", "the other tasks") if limit
+                               else "; every item of the other tasks")
+
+
 def _eval_ids(run: RunData, task: str) -> list[str]:
     for e in run.evals:
         g = e.generations(task)
@@ -44,7 +56,7 @@ def run_section(run: RunData, samples_per_task: int = 3) -> dict[str, Any]:
     for suite in sorted({r["suite"] for r in rows}, key=lambda s: SUITE_ORDER.get(s, 3)):
         suites.append({"suite": suite or "other", "rows": [r for r in rows if r["suite"] == suite]
                        + [a for a in avgs if a["suite"] == suite]})
-    limits = sorted({e.results.get("limit") for e in run.evals if e.results.get("limit")})
+    limits = sorted({size_phrase(e.results) for e in run.evals} - {""})
     caps = sorted({e.results.get("max_new_tokens_cap") for e in run.evals if e.results.get("max_new_tokens_cap")})
     section = {
         "label": run.label, "root": str(run.root) if run.root else None, "stages": stages,
