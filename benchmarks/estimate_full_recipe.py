@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-FULL_SIZES = {"ifeval": 541, "ifbench": 300, "gsm8k": 1319, "heldout_gen": 200}
+FULL_SIZES = {"ifeval": 541, "ifbench": 282, "gsm8k": 1319, "heldout_gen": 200}  # IFBench: 18 need NLTK data
 STAND_IN = {"ifbench": "ifeval"}
 REMOVED_SHARE = 0.05  # decontamination removes a few % of the procedural data (the demo: 20 of 480 SFT records)
 
@@ -54,6 +54,9 @@ def estimate(r: dict, recipe: Path) -> list[tuple[str, float, str]]:
     n_sft = sum(c.sft_mixture.values()) * (1 - REMOVED_SHARE)
     pairs = sum(c.dpo_mixture.values()) * (1 - REMOVED_SHARE) * (1 - c.dpo.data.eval_fraction)
     batches = sum(c.rlvr.data.prompts.values()) / c.rlvr.rollout.prompts_per_batch
+    if c.rlvr.train.max_steps:  # an optimizer-step budget: batches = steps / steps per batch
+        per_batch = c.rlvr.rollout.prompts_per_batch * c.rlvr.rollout.samples_per_prompt
+        batches = min(batches, c.rlvr.train.max_steps / max(1, per_batch // c.rlvr.train.effective_batch_size))
     rows = [("data + decontam", r["fixed_s"] * 1.5, "demo's time x1.5 (more records to scan)"),
             ("sft", n_sft * c.sft.train.num_epochs * r["sft_s_per_example"],
              f"{n_sft:.0f} examples x {c.sft.train.num_epochs} epochs x {r['sft_s_per_example']:.2f} s"),
@@ -65,7 +68,8 @@ def estimate(r: dict, recipe: Path) -> list[tuple[str, float, str]]:
         if rate is None:
             rows.append((f"eval {task}", float("nan"), "no measured rate"))
             continue
-        n = FULL_SIZES.get(task, 0) if not c.eval.limit else min(c.eval.limit, FULL_SIZES.get(task, c.eval.limit))
+        limit = c.eval.task_limits.get(task, c.eval.limit)
+        n = FULL_SIZES.get(task, 0) if not limit else min(limit, FULL_SIZES.get(task, limit))
         src = "" if task in r["eval_s_per_item"] else f" (rate of {STAND_IN[task]})"
         rows.append((f"eval {task}", n * len(c.eval.models) * rate,
                      f"{n} items x {len(c.eval.models)} models x {rate:.2f} s{src}"))
