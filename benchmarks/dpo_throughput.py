@@ -21,6 +21,7 @@ twice: first as shipped, then after our run under the same malloc settings; both
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
@@ -81,7 +82,8 @@ def run_trl(args, recs, out_dir: str) -> dict:
         t0 = time.perf_counter()
         trainer = DPOTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
         t_ref = time.perf_counter() - t0
-        trainer.train()
+        with args.train_ctx("trl"):
+            trainer.train()
     return {"ref_s": t_ref, "step_times": [b - a for a, b in zip(times, times[1:])],
             "dtype": "bf16" if args.trl_bf16 else "fp32", "why": "TRL bf16=%s" % args.trl_bf16}
 
@@ -114,7 +116,8 @@ def run_ours(args, recs, out_dir: str) -> dict:
                                      layout=args.layout, max_row_tokens=max_row, precision=prec.compute)
     t_ref = time.perf_counter() - t0
     engine.prepare(model, DPOTask(tok.pad_token_id, ref, d))
-    result = train_epochs(engine, pairs)
+    with args.train_ctx("tulu"):
+        result = train_epochs(engine, pairs)
     seqs = [e for p in pairs for e in (p.chosen, p.rejected)]
     args.flops_per_pair = train_flops(model.config, [len(e.input_ids) for e in seqs],
                                       sum(e.num_label_tokens for e in seqs)) / len(pairs)
@@ -122,7 +125,7 @@ def run_ours(args, recs, out_dir: str) -> dict:
             "dtype": engine.precision.compute, "why": engine.precision.reason}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded", help="embedded | tiny | a model folder")
     ap.add_argument("--pairs", type=int, default=64, help="preference pairs (half math, half constraints)")
@@ -140,7 +143,18 @@ def main() -> None:
                     help="TRL's bf16 flag; auto: on where the CPU has native bf16 (TRL at its best on this host)")
     ap.add_argument("--no-shipped-trl", action="store_true",
                     help="skip the first TRL run with malloc as shipped (saves time on a busy host)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    run(parser().parse_args())
+
+
+def run(args) -> None:
+    """Both trainers on the same pairs; ``args.train_ctx(name)`` (default: nothing) wraps each training loop,
+    after the reference pass (benchmarks/profile_step.py puts a profiler there)."""
+    if not hasattr(args, "train_ctx"):
+        args.train_ctx = lambda name: contextlib.nullcontext()
     torch.set_num_threads(args.threads)
     from tulu.precision import cpu_flags, host_bf16
 
