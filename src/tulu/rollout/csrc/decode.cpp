@@ -11,7 +11,9 @@
 //
 // Arithmetic is HF's (LlamaRMSNorm, rotate_half RoPE, softmax(q k^T * scale) v, SiLU MLP); only the
 // order of floating-point sums differs, and it is the same for every row whatever the batch (batch
-// invariance, tested). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
+// invariance, tested). The panel-packed weights may also be bf16 (pack_panels_bf16): half the bytes a
+// step streams; they are widened to fp32 as they are loaded, and everything else stays fp32 (activations,
+// accumulators, norms, the KV cache). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
 // falls back to the Python step when no compiler is available.
 
 #include <ATen/ATen.h>
@@ -47,6 +49,19 @@ inline v8 load8(const float* p) {
 }
 
 inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Eight bf16 values (the upper halves of fp32 bit patterns) widened to fp32, exactly: zero-extend each u16
+// to u32 and shift it left by 16. Plain vector code (vpmovzxwd + vpslld on AVX2), no AVX-512 needed.
+typedef uint16_t vh8 __attribute__((vector_size(16)));
+typedef uint32_t vu8 __attribute__((vector_size(32)));
+inline v8 load8(const uint16_t* p) {
+  vh8 h;
+  std::memcpy(&h, p, sizeof(h));
+  const vu8 u = __builtin_convertvector(h, vu8) << 16;
+  v8 v;
+  std::memcpy(&v, &u, sizeof(v));
+  return v;
+}
 
 inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // (not v8{} + x: an add the compiler must keep)
 
@@ -114,8 +129,10 @@ constexpr int64_t kPanel = 8;
 
 // y[r, 8v + j] = bias[8v + j] (or 0) + sum_k x[r, k] w_v[k, j] for r < MR, v < NV, where w_v = w + v * K * 8
 // is the v-th panel from w: one FMA chain over k per output, in the same order for any MR.
-template <int MR, int NV, bool PF>
-inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, float* y, int64_t ldy,
+// W is float (fp32 panels) or uint16_t (bf16 panels, widened to fp32 as they are loaded: the FMA chains,
+// accumulators and outputs are fp32 either way, and the fp32 instance is the code it always was).
+template <int MR, int NV, bool PF, typename W>
+inline void panel_block(const float* x, int64_t ldx, const W* w, int64_t K, float* y, int64_t ldy,
                         const float* bias) {
   v8 acc[MR][NV];
   for (int r = 0; r < MR; ++r)
@@ -138,13 +155,13 @@ inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, 
 }
 
 // panel_block<rows, NV, PF> for a runtime rows <= MR.
-template <int MR, int NV, bool PF>
-void panel_block_n(const float* x, int64_t ldx, const float* w, int64_t K, float* y, int64_t ldy, const float* bias,
+template <int MR, int NV, bool PF, typename W>
+void panel_block_n(const float* x, int64_t ldx, const W* w, int64_t K, float* y, int64_t ldy, const float* bias,
                    int64_t rows) {
   if constexpr (MR > 1) {
-    if (rows < MR) return panel_block_n<MR - 1, NV, PF>(x, ldx, w, K, y, ldy, bias, rows);
+    if (rows < MR) return panel_block_n<MR - 1, NV, PF, W>(x, ldx, w, K, y, ldy, bias, rows);
   }
-  panel_block<MR, NV, PF>(x, ldx, w, K, y, ldy, bias);
+  panel_block<MR, NV, PF, W>(x, ldx, w, K, y, ldy, bias);
 }
 
 // [N, K] -> [N / 8, K, 8] (N must be a multiple of 16: larger M reads the panels in pairs).
@@ -156,10 +173,16 @@ at::Tensor pack_panels(const at::Tensor& w) {
   return w.reshape({N / kPanel, kPanel, K}).transpose(1, 2).contiguous();
 }
 
+// The same panels in bf16, each fp32 weight rounded to the nearest bf16 (ties to even; torch's conversion).
+at::Tensor pack_panels_bf16(const at::Tensor& w) { return pack_panels(w).to(at::kBFloat16); }
+
+template <typename W>
+void panel_run(const float* xp, const W* wptr, const float* bp, float* yp, int64_t M, int64_t K, int64_t P);
+
 at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(wp.dim() == 3 && wp.size(2) == kPanel && wp.size(0) % 2 == 0 && wp.is_contiguous() &&
-                  wp.scalar_type() == at::kFloat,
-              "panel_linear: weight must come from pack_panels");
+                  (wp.scalar_type() == at::kFloat || wp.scalar_type() == at::kBFloat16),
+              "panel_linear: weight must come from pack_panels or pack_panels_bf16");
   const at::Tensor x = x_in.contiguous();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == wp.size(1) && x.scalar_type() == at::kFloat,
               "panel_linear: x must be [M, ", wp.size(1), "] float32");
@@ -171,16 +194,25 @@ at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std:
   }
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  const float* wptr = wp.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
+  if (wp.scalar_type() == at::kBFloat16)
+    panel_run(xp, reinterpret_cast<const uint16_t*>(wp.data_ptr<at::BFloat16>()), bp, yp, M, K, P);
+  else
+    panel_run(xp, wp.data_ptr<float>(), bp, yp, M, K, P);
+  return y;
+}
+
+template <typename W>
+void panel_run(const float* xp, const W* wptr, const float* bp, float* yp, int64_t M, int64_t K, int64_t P) {
+  const int64_t N = P * kPanel;
   if (M <= 8) {  // decode: one pass per panel
     at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
-        panel_block_n<8, 1, true>(xp, K, wptr + p * K * kPanel, K, yp + p * kPanel, N,
+        panel_block_n<8, 1, true, W>(xp, K, wptr + p * K * kPanel, K, yp + p * kPanel, N,
                             bp != nullptr ? bp + p * kPanel : nullptr, M);
     });
-    return y;
+    return;
   }
   constexpr int64_t kRowChunk = 48;  // rows of x kept hot in cache while the panels stream past
   for (int64_t m0 = 0; m0 < M; m0 += kRowChunk) {
@@ -189,21 +221,20 @@ at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std:
     at::parallel_for(0, P / 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t pp = begin; pp < end; ++pp) {
         const int64_t col = 2 * pp * kPanel;
-        const float* w = wptr + 2 * pp * K * kPanel;
+        const W* w = wptr + 2 * pp * K * kPanel;
         const float* bias_p = bp != nullptr ? bp + col : nullptr;
         int64_t r = m0;
         for (int64_t i = 0; i < blocks; ++i) {
           const int64_t n = rows / blocks + (i < rows % blocks ? 1 : 0);
           if (i == 0)  // the first row block prefetches the next pair of panels
-            panel_block_n<6, 2, true>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
+            panel_block_n<6, 2, true, W>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
           else
-            panel_block_n<6, 2, false>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
+            panel_block_n<6, 2, false, W>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
           r += n;
         }
       }
     });
   }
-  return y;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -606,6 +637,7 @@ TORCH_LIBRARY(tulu, m) {
         "int heads, int kv_heads, float eps, float scale) -> Tensor",
         TORCH_FN(decode_layers));
   m.def("pack_panels(Tensor w) -> Tensor", TORCH_FN(pack_panels));
+  m.def("pack_panels_bf16(Tensor w) -> Tensor", TORCH_FN(pack_panels_bf16));
   m.def("panel_linear(Tensor x, Tensor w, Tensor? bias) -> Tensor", TORCH_FN(panel_linear));
   m.def("nucleus(Tensor z, float top_p) -> (Tensor, Tensor)", TORCH_FN(nucleus));
   m.def("argmax_logsumexp(Tensor z) -> (Tensor, Tensor)", TORCH_FN(argmax_logsumexp));
