@@ -63,12 +63,12 @@ def _key(cxx: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _command(cxx: str, out: Path) -> list[str]:
+def _command(cxx: str, out: Path, flags: tuple[str, ...] = FLAGS) -> list[str]:
     from torch.utils import cpp_extension
 
     torch_lib = cpp_extension.library_paths()[0]
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return [cxx, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    return [cxx, *flags, f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
             *(f"-I{p}" for p in cpp_extension.include_paths()), str(SOURCE),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}", "-o", str(out)]
 

@@ -181,6 +181,9 @@ class FastLlama:
             for lin in (layer.qkv, layer.o, layer.gate_up, layer.down):
                 lin.to_bf16()
         self.lm_head.to_bf16()
+        # the embedding rows rounded the same way (kept fp32: a lookup reads a few rows): every matrix of the
+        # model is then its bf16 value, so a tied head and the embedding agree
+        self.embed = self.embed.to(torch.bfloat16).to(self.dtype)
         self._flatten()
 
     def _flatten(self) -> None:

@@ -2,9 +2,10 @@
 
 ``bfloat16`` stores every panel-packed matrix of the compiled CPU decode step (q/k/v, o, gate/up, down and
 the LM head) as bf16, rounded to nearest-even from the fp32 weights, and widens each one back to fp32 as it
-is loaded (``csrc/decode.cpp``): activations, accumulators, norms, the embedding rows and the KV cache stay
-fp32. A decode step at small batch streams every weight once, so it reads half the bytes; the numbers are
-those of an fp32 model whose weights were rounded to bf16 (no bf16 arithmetic anywhere). Without the
+is loaded (``csrc/decode.cpp``); the embedding table is rounded the same way (kept in fp32). Activations,
+accumulators, norm weights and the KV cache stay fp32. A decode step at small batch streams every weight
+once, so it reads half the bytes; the numbers are those of an fp32 model whose matrices were rounded to
+bf16 (no bf16 arithmetic anywhere), in prefill, decode and log-likelihood scoring alike. Without the
 compiled kernels (no C++ compiler) an explicit ``bfloat16`` runs the whole Python step in bf16 instead.
 
 ``auto`` picks bf16 weights only where a micro-measurement on this machine says the bf16-weight decode
@@ -40,7 +41,7 @@ MIN_SPEEDUP = 1.15  # the bf16-weight step must beat the fp32 step by this much 
 MIN_HIDDEN = 256
 VERSION = 1  # bump when the measurement changes, so cached results are not reused
 
-_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
+ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
 
 
 def normalize(value) -> str:
@@ -49,7 +50,7 @@ def normalize(value) -> str:
         return "auto"
     if isinstance(value, torch.dtype):
         value = {torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(value, str(value))
-    name = _ALIASES.get(str(value).strip().lower())
+    name = ALIASES.get(str(value).strip().lower())
     if name is None:
         raise ValueError(f"dtype: {value!r} is not one of {', '.join(WEIGHT_DTYPES)} (the fast backend's weight "
                          "precision)")
