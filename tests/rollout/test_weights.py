@@ -18,9 +18,11 @@ from tulu.rollout.llama import FastLlama
 
 needs_kernels = pytest.mark.usefixtures("compiled_kernels")
 
-# |log p_bf16(token) - log p_fp32(token)| over sampled tokens, the bound docs/rollout.md states: measured
-# max 0.0X on the embedded model (benchmarks/RESULTS.md); the tiny random model's is far smaller
-LOGPROB_TOL = 0.1
+# |log p_bf16(token) - log p_fp32(token)| of sampled tokens against a teacher-forced fp32 forward, the bounds
+# docs/rollout.md states. Embedded SmolLM2-135M: max and mean over the sampled tokens; the tiny random
+# model (flat distributions, small weights) measured max ~1e-3.
+TINY_LOGPROB_TOL = 1e-2
+EMBEDDED_MAX_TOL, EMBEDDED_MEAN_TOL = 0.25, 0.02
 
 
 def _rounded(model):
@@ -102,18 +104,16 @@ def test_bf16_sampled_logprobs_near_teacher_forced_fp32(tiny):
     for out in bf16.generate(_prompts(), p):
         for c in out.completions:
             assert c.logprobs is not None and len(c.logprobs) == len(c.token_ids)
-            worst = max(worst, _gap(model, tok, out.prompt_index, c))
-    assert worst < LOGPROB_TOL, worst
+            worst = max(worst, _gap(model, c))
+    assert worst < TINY_LOGPROB_TOL, worst
     g = SamplingParams(max_new_tokens=12)
     rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
     print(f"greedy agreement bf16 vs fp32 (tiny model): {rate:.0%}; max |dlogp| sampled {worst:.2e}")
     assert 0.0 < rate <= 1.0
 
 
-def _gap(model, tok, prompt_index, c) -> float:
-    from tulu.rollout.common import encode_prompts
-
-    prompt = encode_prompts([_prompts()[prompt_index]], tok, "tokenizer")[0]
+def _gap(model, c) -> float:
+    prompt = list(c.prompt_token_ids)
     with torch.no_grad():
         logits = model(torch.tensor([prompt + c.token_ids])).logits[0, len(prompt) - 1:-1].float()
     ref = torch.log_softmax(logits, -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
@@ -174,14 +174,16 @@ def test_engine_auto_uses_the_measurement(tiny, monkeypatch):
 
 @pytest.mark.slow
 @needs_kernels
-def test_avx2_only_build_gives_the_same_bf16_results(tmp_path):
-    """The bf16 path compiled for AVX2 + FMA without AVX-512 (x86-64-v3), in a separate process, on this
-    machine: the same numbers as torch on bf16-rounded weights (hosts without AVX-512 run this code)."""
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64"])
+def test_avx2_only_build_gives_the_same_bf16_results(tmp_path, march):
+    """The bf16 path compiled for AVX2 + FMA without AVX-512 (x86-64-v3), and for plain x86-64 (SSE2: the
+    portable vector fallbacks), each in a separate process on this machine: the same numbers as torch on
+    bf16-rounded weights (hosts without AVX-512 run this code)."""
     import platform
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("x86-only check")
-    flags = tuple("-march=x86-64-v3" if f == "-march=native" else f for f in kernels.FLAGS)
+    flags = tuple(f"-march={march}" if f == "-march=native" else f for f in kernels.FLAGS)
     out = tmp_path / "tulu_decode_avx2.so"
     proc = subprocess.run(kernels._command(kernels._compiler(), out, flags), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -197,3 +199,28 @@ def test_avx2_only_build_gives_the_same_bf16_results(tmp_path):
         "print('ok')\n")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+@needs_kernels
+def test_embedded_bf16_logprobs_and_greedy_agreement(embedded):
+    """The embedded SmolLM2-135M: sampled tokens' log-probs with bf16 weights within EMBEDDED_*_TOL of the fp32
+    model's teacher-forced ones, and the greedy agreement with fp32 decoding (printed; most tokens agree)."""
+    model, tok = embedded
+    bf16 = get_backend("fast", model, tok, max_batch_size=8, dtype="bfloat16")
+    fp32 = get_backend("fast", model, tok, max_batch_size=8, dtype="float32")
+    p = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0)
+    gaps = []
+    for out in bf16.generate(_prompts(), p):
+        for c in out.completions:
+            prompt = list(c.prompt_token_ids)
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + c.token_ids])).logits[0, len(prompt) - 1:-1]
+            ref = torch.log_softmax(logits.float(), -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
+            gaps += (ref - torch.tensor(c.logprobs)).abs().tolist()
+    worst, mean = max(gaps), sum(gaps) / len(gaps)
+    g = SamplingParams(max_new_tokens=24)
+    rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
+    print(f"embedded: greedy agreement bf16 vs fp32 {rate:.0%}; sampled |dlogp| max {worst:.3f} mean {mean:.4f}")
+    assert worst < EMBEDDED_MAX_TOL and mean < EMBEDDED_MEAN_TOL, (worst, mean)
+    assert rate >= 0.5, rate
