@@ -197,6 +197,16 @@ class RLVRConfig:
             raise ValueError(f"rl.beta: must be >= 0, got {r.beta}")
         if ro.async_steps not in (0, 1):
             raise ValueError("rollout.async_steps: 0 (on-policy) or 1 (one batch ahead)")
+        from tulu.rollout.weights import normalize as weight_dtype
+
+        try:
+            ro.dtype = weight_dtype(ro.dtype)
+        except ValueError as exc:
+            raise ValueError(f"rollout.{exc}") from None
+        if ro.dtype != "float32" and r.old_logprobs == "generator":
+            raise ValueError(f"rollout.dtype: {ro.dtype} weights give log-probs that differ from the learner's; "
+                             "with rl.old_logprobs=generator they would be used as the old policy's. Use "
+                             "rl.old_logprobs=learner (the default) or rollout.dtype=float32")
 
 
 CONFIG = RLVRConfig
@@ -314,16 +324,12 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     from tulu.models import load_tokenizer
     from tulu.rollout import SamplingParams, get_backend
     from tulu.rollout.llama import supports
-    from tulu.rollout.weights import normalize as normalize_weights
     from tulu.train.rl_learner import make_learner, steps_per_batch
     from tulu.verifiers.timeout import WorkerPool
 
     out = Path(cfg.output_dir)
     s = cfg.rl.resolved()
     ro = cfg.rollout
-    if normalize_weights(ro.dtype) != "float32" and cfg.rl.old_logprobs == "generator":
-        raise ValueError(f"rollout.dtype={ro.dtype} with rl.old_logprobs=generator: bf16-weight rollouts' log-probs "
-                         "differ from the learner's; use rl.old_logprobs=learner (the default)")
 
     # -- data: every prompt validated and tokenized before the first step (and before any model loads)
     tok = load_tokenizer(cfg.model.path)
