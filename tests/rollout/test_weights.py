@@ -224,3 +224,22 @@ def test_embedded_bf16_logprobs_and_greedy_agreement(embedded):
     print(f"embedded: greedy agreement bf16 vs fp32 {rate:.0%}; sampled |dlogp| max {worst:.3f} mean {mean:.4f}")
     assert worst < EMBEDDED_MAX_TOL and mean < EMBEDDED_MEAN_TOL, (worst, mean)
     assert rate >= 0.5, rate
+
+
+@needs_kernels
+def test_load_backend_passes_dtype_to_the_fast_backend(tiny, tmp_path):
+    """`tulu eval --dtype` and the pipeline build backends with load_backend: on CPU with the fast backend the
+    model loads in fp32 and dtype is the weight precision; hf (and float16) keep the model-dtype meaning."""
+    from tulu.models import save_model
+    from tulu.rollout import load_backend
+
+    path = save_model(*tiny, tmp_path / "tiny")
+    bf16 = load_backend(str(path), "fast", "cpu", "bfloat16")
+    assert bf16.engine.bf16_panels and bf16.engine.weight_choice.source == "explicit"
+    auto = load_backend(str(path), "auto", "cpu", "auto")  # the tiny model: fp32 without measuring
+    assert auto.name == "fast" and auto.engine.weight_choice.dtype == "float32"
+    assert "too small" in auto.engine.weight_choice.reason
+    hf = load_backend(str(path), "hf", "cpu", "bfloat16")
+    assert next(hf.model.parameters()).dtype == torch.bfloat16
+    half = load_backend(str(path), "fast", "cpu", "float16")  # not a weight precision: the model's dtype
+    assert half.engine.dtype == torch.float16 and not half.engine.compiled
