@@ -89,11 +89,11 @@ def time_steps(steps: dict[str, Callable[[], object]], repeats: int = 5) -> dict
 def _cache_path(key_parts: dict):
     from tulu.models import cache_dir
     from tulu.precision import cpu_flags
-    from tulu.rollout.kernels import SOURCE
-    from tulu.utils import stable_hash
+    from tulu.rollout.kernels import HEADERS, SOURCES
+    from tulu.utils import file_sha256, stable_hash
 
     key = stable_hash(VERSION, sorted(cpu_flags()), platform.machine(), torch.__version__, torch.get_num_threads(),
-                      SOURCE.read_bytes(), key_parts)
+                      [file_sha256(p) for p in SOURCES + HEADERS], key_parts)
     return cache_dir() / "precision" / f"decode-{key}.json"
 
 
