@@ -20,6 +20,15 @@ implementation built on these kernels can beat it, whatever it does about attent
 
     python benchmarks/generation_throughput.py            # full: batch 1, 8, 32 (several minutes)
     python benchmarks/generation_throughput.py --quick    # batch 1 and 8, 32 tokens (about a minute)
+    python benchmarks/generation_throughput.py --bf16     # fp32 vs bf16 weights vs HF, batch 8 and 32
+
+``--bf16`` (see :func:`bf16_main`): one run times our decode with fp32 weights, our decode with bf16 weights
+(``FastBackend(dtype="bfloat16")``, :mod:`tulu.rollout.weights`) and HF ``generate`` at its faster dtype on
+this host (probed: fp32 and bf16 model, batch 8, 16 tokens), for each batch and mode, ``--repeats`` times
+with the order of the three reversed every other time (the same prompts each time); it prints tokens/s,
+each side's dtype, the ratios, the greedy agreement of bf16 vs fp32 (share of generated tokens before which
+the two outputs are identical) and the max/mean |Δ log-prob| of the bf16 run's sampled tokens against a
+teacher-forced fp32 forward pass of the same model.
 
 On a machine shared with other busy processes, prefix ``OMP_WAIT_POLICY=PASSIVE``: with spinning
 OpenMP threads on oversubscribed cores a decode step measured 10-30x slower for both backends.
@@ -125,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", action="store_true",
                     help="also time our backend without the compiled kernels (compiled=False) and without "
                          "the shared-prefix prefill (share_prefix=False)")
+    ap.add_argument("--bf16", action="store_true", help="ours fp32 vs ours bf16 weights vs HF at its best dtype")
+    ap.add_argument("--repeats", type=int, default=2, help="--bf16: timed repeats per setting, order alternating")
+    ap.add_argument("--hf-dtype", default="auto", help="--bf16: float32, bfloat16 or auto (the faster, probed)")
     args = ap.parse_args(argv)
+    if args.bf16:
+        if args.batches == "1,8,32":
+            args.batches = "8,32"
+        return bf16_main(args)
     if args.quick:
         args.batches, args.max_new_tokens = "1,8", 32
     torch.set_num_threads(args.threads)
@@ -180,6 +196,99 @@ def main(argv: list[str] | None = None) -> int:
                   f"{bound:>11.0f} {our_rate / bound:>9.0%} {floor:>12.0f} {our_rate / floor:>9.0%}{extra}  {same}",
                   flush=True)
     return 0 if ok else 1
+
+
+def _teacher_forced_gap(model, outs) -> list[float]:
+    """|log p(token)| differences: each sampled token's log-prob as returned against a teacher-forced fp32
+    forward pass of ``model`` over prompt + completion (temperature 1)."""
+    gaps: list[float] = []
+    with torch.no_grad():
+        for out in outs:
+            for c in out.completions:
+                if not c.token_ids or c.logprobs is None:
+                    continue
+                ids = list(c.prompt_token_ids) + list(c.token_ids)
+                logits = model(torch.tensor([ids])).logits[0, len(c.prompt_token_ids) - 1:-1].float()
+                ref = torch.log_softmax(logits, -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
+                gaps += (ref - torch.tensor(c.logprobs)).abs().tolist()
+    return gaps
+
+
+def _agreement(a, b) -> tuple[int, int]:
+    """(tokens generated before the first difference, tokens generated) summed over sample pairs."""
+    same = total = 0
+    for x, y in zip(a, b):
+        n = next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y)))
+        same += n
+        total += max(len(x), len(y))
+    return same, total
+
+
+def bf16_main(args) -> int:
+    from tulu.models import load_model_and_tokenizer
+    from tulu.precision import cpu_flags
+    from tulu.rollout import SamplingParams, kernels
+    from tulu.rollout.fast import FastBackend
+    from tulu.rollout.hf import HFBackend
+
+    torch.set_num_threads(args.threads)
+    model, tok = load_model_and_tokenizer(args.model, dtype="float32", device="cpu")
+    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "fma", "amx"))))
+    print(f"model {args.model}; threads {args.threads} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); "
+          f"compiled decode step: {'loaded' if kernels.available() else 'NOT available'}; CPU flags: {flags}")
+    hf_models = {"float32": model}
+    if args.hf_dtype in ("auto", "bfloat16"):
+        import copy
+
+        hf_models["bfloat16"] = copy.deepcopy(model).to(torch.bfloat16)
+    if args.hf_dtype == "auto":
+        probe, rates = prompts(8), {}
+        for _ in range(2):
+            for name, m in hf_models.items():
+                r = run(HFBackend(m, tok, batch_size=8), probe, SamplingParams(max_new_tokens=16))[0]
+                rates[name] = max(rates.get(name, 0.0), r)
+        hf_dtype = max(rates, key=rates.get)
+        print("HF probe (batch 8, 16 tokens, greedy): " + ", ".join(f"{k} {v:.1f} tok/s" for k, v in rates.items())
+              + f" -> HF runs {hf_dtype}")
+    else:
+        hf_dtype = args.hf_dtype
+    print(f"{'batch':>5} {'mode':>8} {'HF tok/s':>9} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'bf16/fp32':>9} "
+          f"{'fp32/HF':>8} {'bf16/HF':>8}  dtypes (HF / ours / ours)   greedy agree   |Δ logp| max / mean")
+    for batch in (int(b) for b in args.batches.split(",")):
+        ps = prompts(batch * args.rounds)
+        sides = {"hf": HFBackend(hf_models[hf_dtype], tok, batch_size=batch),
+                 "fp32": FastBackend(model, tok, max_batch_size=batch, dtype="float32"),
+                 "bf16": FastBackend(model, tok, max_batch_size=batch, dtype="bfloat16")}
+        for name in ("fp32", "bf16"):
+            sides[name].generate(ps[:1], SamplingParams(max_new_tokens=2))  # warm-up
+        for mode in args.modes.split(","):
+            sp = (SamplingParams(max_new_tokens=args.max_new_tokens) if mode == "greedy" else
+                  SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0))
+            toks, secs, ids = {k: 0 for k in sides}, {k: 0.0 for k in sides}, {}
+            outs_bf16 = None
+            for rep in range(args.repeats):
+                order = list(sides) if rep % 2 == 0 else list(reversed(sides))
+                for name in order:
+                    t = time.perf_counter()
+                    outs = sides[name].generate(ps, sp)
+                    secs[name] += time.perf_counter() - t
+                    ids[name] = [c.token_ids for o in outs for c in o.completions]
+                    toks[name] += sum(len(x) for x in ids[name])
+                    if name == "bf16":
+                        outs_bf16 = outs
+            rate = {k: toks[k] / secs[k] for k in sides}
+            agree = "-"
+            if mode == "greedy":
+                same, total = _agreement(ids["bf16"], ids["fp32"])
+                agree = f"{same / max(total, 1):.1%}"
+            gap = "-"
+            if mode == "sampled":
+                g = _teacher_forced_gap(model, outs_bf16)
+                gap = f"{max(g):.4f} / {sum(g) / len(g):.5f} ({len(g)} tok)"
+            print(f"{batch:>5} {mode:>8} {rate['hf']:>9.1f} {rate['fp32']:>10.1f} {rate['bf16']:>10.1f} "
+                  f"{rate['bf16'] / rate['fp32']:>8.2f}× {rate['fp32'] / rate['hf']:>7.2f}× {rate['bf16'] / rate['hf']:>7.2f}×"
+                  f"  {hf_dtype} / float32 / bfloat16   {agree:>12}   {gap}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

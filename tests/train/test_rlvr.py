@@ -149,6 +149,14 @@ def test_config_errors_name_the_field(tmp_path, tiny_dir, capsys):
     recipe = _recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "run", "ppo", rl={"value_model": ""})
     assert main(["rlvr", str(recipe)]) == 2
     assert "rl.value_model" in capsys.readouterr().err
+    # bf16-weight rollouts' log-probs cannot stand in for the learner's
+    recipe = _recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "run", "grpo", rollout={"dtype": "bf16"},
+                     rl={"old_logprobs": "generator"})
+    assert main(["rlvr", str(recipe)]) == 2
+    assert "rollout.dtype" in capsys.readouterr().err
+    recipe = _recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "run", "grpo", rollout={"dtype": "float16"})
+    assert main(["rlvr", str(recipe)]) == 2
+    assert "rollout.dtype" in capsys.readouterr().err
 
 
 def _run(recipe):
@@ -263,3 +271,17 @@ def test_learner_in_a_ray_actor_trains_the_same_weights(tiny_dir, tmp_path):
     assert any(not torch.equal(weights["local"][k], start[k]) for k in start)
     for k in weights["local"]:
         torch.testing.assert_close(weights["ray"][k], weights["local"][k], atol=1e-6, rtol=0)
+
+
+def test_bf16_weight_rollouts_are_measured_against_the_learner(tiny_dir, tmp_path, caplog):
+    """rollout.dtype=bfloat16: the fast generator stores bf16 weights, the learner recomputes the old log-probs in
+    fp32, and the gap between the two is logged (small, not zero)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="tulu.rollout.fast")
+    recipe = _recipe(tmp_path / "r.yaml", tiny_dir, tmp_path / "run", "grpo", rl={"beta": 0.0},
+                     rollout={"dtype": "bfloat16"}, data={"prompts": {"rlvr:arith": 2}})
+    assert main(["rlvr", str(recipe)]) == 0
+    assert "fast backend weights: bfloat16 [explicit]" in caplog.text
+    first = _lines(tmp_path / "run" / "metrics.jsonl")[0]
+    assert 0 < first["mismatch/mean_abs"] < 1e-2

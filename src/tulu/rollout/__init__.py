@@ -25,7 +25,8 @@ Backends and their keyword arguments (``get_backend(name, model, tokenizer, **kw
 
 * ``hf``: HF ``generate``, the reference. ``batch_size=8``.
 * ``fast``: ours (static KV cache, continuous batching, prompt KV shared across n samples).
-  ``max_batch_size=32, kv_cache_gb=2.0, prefill_tokens=2048``. Llama-family models only.
+  ``max_batch_size=32, kv_cache_gb=2.0, prefill_tokens=2048, dtype="float32"`` (weight precision of the
+  decode step: float32 | bfloat16 | auto, :mod:`tulu.rollout.weights`). Llama-family models only.
 * ``auto``: ``vllm`` on a GPU with vLLM installed, else ``fast`` if the model is supported, else ``hf``.
 * ``vllm``: ``model`` is a path or hub id (or an ``vllm.LLM``); keyword arguments go to ``vllm.LLM``.
 * ``ray``: ``model`` is a path; ``num_workers=2, worker_backend="fast", worker_kwargs={}, num_cpus_per_worker=1``.
@@ -48,11 +49,29 @@ __all__ = ["BACKENDS", "Completion", "GenerationBackend", "Prompt", "RequestOutp
 def load_backend(model: str, backend: str = "auto", device: str | None = None, dtype: str = "auto") -> GenerationBackend:
     """A backend for a model given by name (a folder, ``embedded`` or a hub id), loaded with ``device`` and
     ``dtype``; ``vllm`` and ``openai`` take the name as it is. The evaluation, the pipeline and the server
-    all build their backends here."""
+    all build their backends here.
+
+    On CPU, when the fast backend runs the model (``fast``, or ``auto`` on a supported model), the model is
+    loaded in fp32 and ``dtype`` is the fast backend's weight precision (:mod:`tulu.rollout.weights`:
+    ``bfloat16`` stores the decode step's weights as bf16 with fp32 arithmetic; ``auto`` does so only where a
+    cached per-machine measurement shows it faster). Elsewhere ``dtype`` is the model's own dtype, as
+    :func:`tulu.models.parse_dtype` reads it (``auto``: fp32 on CPU, bf16 on GPUs that have it)."""
     if backend in ("vllm", "openai"):
         return get_backend(backend, model)
-    from tulu.models import load_model_and_tokenizer
+    from tulu.models import default_device, load_model_and_tokenizer, parse_dtype
 
+    import torch
+
+    from tulu.rollout.weights import ALIASES
+
+    cpu = (torch.device(device) if device else default_device()).type == "cpu"
+    if cpu and backend in ("fast", "auto") and str(dtype).lower() in ALIASES:  # (float16: the model's dtype)
+        from tulu.rollout.llama import supports
+
+        mdl, tok = load_model_and_tokenizer(model, dtype="float32", device="cpu")
+        if backend == "fast" or supports(mdl) is None:
+            return get_backend("fast", mdl, tok, dtype=dtype)
+        return get_backend("hf", mdl.to(parse_dtype(dtype, "cpu")), tok)  # hf: the model's dtype, as elsewhere
     kwargs = {"dtype": dtype}
     if device:
         kwargs["device"] = device

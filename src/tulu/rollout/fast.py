@@ -20,7 +20,9 @@ Each sample draws from its own ``torch.Generator`` seeded from (seed, prompt ind
 On CPU fp32 the decode step is one call into compiled code (``csrc/decode.cpp``, built once per machine by
 :mod:`tulu.rollout.kernels`): every layer's matmuls on panel-packed weights, norms, RoPE, the cache write
 and attention, without Python in between; top-p also runs there. Without a C++ compiler the same
-arithmetic runs as a Python step on oneDNN kernels.
+arithmetic runs as a Python step on oneDNN kernels. ``dtype="bfloat16"`` (or ``"auto"``, where a cached
+per-machine measurement shows it faster) stores the step's weights as bf16, widened to fp32 as they are read
+(:mod:`tulu.rollout.weights`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class FastBackend(GenerationBackend):
 
     ``compiled``: use the compiled CPU decode step and matmul (``None``: whenever they load; ``False``: the
     Python step on oneDNN kernels, for comparison; ``True``: require them).
+    ``dtype``: weight precision of the decode step, ``float32`` (default) | ``bfloat16`` | ``auto``
+    (:mod:`tulu.rollout.weights`; the choice and why are logged and kept as ``engine.weight_choice``).
     ``share_prefix``: prefill the prefix common to all prompts of a call once (outputs are the same either
     way up to float rounding; ``False`` for comparison).
     """
@@ -90,13 +94,14 @@ class FastBackend(GenerationBackend):
 
     def __init__(self, model, tokenizer, *, max_batch_size: int = 32, kv_cache_gb: float = 2.0,
                  prefill_tokens: int = 2048, template: str = "tokenizer", device: str | None = None,
-                 compiled: bool | None = None, share_prefix: bool = True):
+                 compiled: bool | None = None, share_prefix: bool = True, dtype: str = "float32"):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.tokenizer = tokenizer
         self.model_config = model.config
         self.generation_config = getattr(model, "generation_config", None)
-        self.engine = FastLlama(model, batch_hint=max_batch_size, device=device, compiled=compiled)
+        self.engine = FastLlama(model, batch_hint=max_batch_size, device=device, compiled=compiled, weights=dtype)
+        log.info(self.engine.weight_choice.describe())
         self.max_batch_size = max_batch_size
         self.kv_cache_bytes = int(kv_cache_gb * 2**30)
         self.prefill_tokens = prefill_tokens

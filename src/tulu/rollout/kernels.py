@@ -1,7 +1,8 @@
-"""Build and load the fast backend's compiled CPU decode step (``csrc/decode.cpp``).
+"""Build and load the fast backend's compiled CPU decode step (``csrc/decode.cpp``, with the sampling
+kernels of ``csrc/sampling.cpp`` and the helpers of ``csrc/vec.h``, into one library).
 
 The source is compiled once per machine with the system C++ compiler against the installed torch, into
-``<tulu cache>/kernels/<key>/``; the key hashes the source, the torch version, the compiler, the flags
+``<tulu cache>/kernels/<key>/``; the key hashes the sources, the torch version, the compiler, the flags
 and the CPU's instruction-set flags (the build uses ``-march=native``), so a changed input builds anew
 and a cache shared by different machines never loads a binary built for another CPU. The build is
 atomic (temporary file + rename) and runs under a file lock, so concurrent processes build it once.
@@ -31,6 +32,8 @@ from tulu.utils import atomic_path, file_lock
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "decode.cpp"
+SOURCES = (SOURCE, SOURCE.with_name("sampling.cpp"))
+HEADERS = (SOURCE.with_name("vec.h"),)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-w")
 
 
@@ -56,20 +59,20 @@ def _cpu_flags() -> str:
 def _key(cxx: str) -> str:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), torch.__version__.encode(), version.encode(), " ".join(FLAGS).encode(),
+    for part in (*(p.read_bytes() for p in SOURCES + HEADERS), torch.__version__.encode(), version.encode(), " ".join(FLAGS).encode(),
                  _cpu_flags().encode(), platform.machine().encode(), sys.version.encode()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
-def _command(cxx: str, out: Path) -> list[str]:
+def _command(cxx: str, out: Path, flags: tuple[str, ...] = FLAGS) -> list[str]:
     from torch.utils import cpp_extension
 
     torch_lib = cpp_extension.library_paths()[0]
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return [cxx, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-            *(f"-I{p}" for p in cpp_extension.include_paths()), str(SOURCE),
+    return [cxx, *flags, f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+            *(f"-I{p}" for p in cpp_extension.include_paths()), *map(str, SOURCES),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}", "-o", str(out)]
 
 

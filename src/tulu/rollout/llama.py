@@ -11,6 +11,9 @@ MLP, tied or untied LM head) but
   machine's read bandwidth (1.6-2.3x oneDNN's pre-packed kernel at 8 rows, 1.2-1.6x at 32, on this
   model's shapes), and RMSNorm, RoPE, the cache write, grouped-query attention and SiLU as plain loops
   between them, with no Python dispatch inside the step;
+* optionally (``weights="bfloat16"``, or ``"auto"`` where measured faster: :mod:`tulu.rollout.weights`)
+  stores those panels as bf16, widened to fp32 as they are loaded: half the bytes a step streams, fp32
+  arithmetic throughout;
 * without the compiled kernels (no C++ compiler, or ``compiled=False``), stores every weight pre-packed in
   oneDNN's blocked layout (``mkldnn._reorder_linear_weight``; 1.5-4x ``F.linear`` at 1-32 rows) and runs
   the same step in Python;
@@ -32,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from tulu.rollout import kernels
+from tulu.rollout import weights as weight_precision
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "smollm3")
 
@@ -88,6 +92,11 @@ class Linear:
         else:
             self.weight = weight
 
+    def to_bf16(self) -> None:
+        """Store panel-packed weights as bf16 (round to nearest even; the kernel widens them back to fp32)."""
+        if self.kind == "panel":
+            self.weight = self.weight.to(torch.bfloat16)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "panel":
             return torch.ops.tulu.panel_linear(x, self.weight, self.bias)
@@ -122,7 +131,7 @@ class FastLlama:
     """Weights and the two forward passes (packed prefill, one-token batched decode)."""
 
     def __init__(self, model, *, batch_hint: int = 32, device: torch.device | str | None = None,
-                 compiled: bool | None = None):
+                 compiled: bool | None = None, weights: str = "float32"):
         reason = supports(model)
         if reason:
             raise UnsupportedModel(f"the fast backend cannot run this model: {reason}; use backend 'hf'")
@@ -130,6 +139,7 @@ class FastLlama:
         self.config = cfg
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        setting = weight_precision.normalize(weights)
         self.num_layers = cfg.num_hidden_layers
         self.num_heads = cfg.num_attention_heads
         self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or self.num_heads
@@ -143,6 +153,8 @@ class FastLlama:
         # the compiled decode step and matmul (csrc/decode.cpp) on CPU fp32 unless compiled=False; else
         # oneDNN, else F.linear
         self.compiled = cpu_fp32 and compiled is not False and kernels.available()
+        if setting == "bfloat16" and cpu_fp32 and not self.compiled:
+            self.dtype = torch.bfloat16  # no bf16 panels without the compiled step: the Python step in bf16
         if compiled and not self.compiled:
             raise ValueError("compiled=True needs CPU float32 weights and the compiled kernels "
                              "(see the warning logged by tulu.rollout.kernels)")
@@ -152,7 +164,56 @@ class FastLlama:
         self.inv_freq = rot.inv_freq.detach().to(self.device, torch.float32)
         self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
         self._cos = self._sin = None
+        self.bf16_panels = False
         self.load_state_dict({k: v for k, v in model.state_dict().items()})
+        self.weight_choice = weight_precision.choose(
+            setting, compiled=self.compiled, hidden=self.hidden_size, measure=self._measure_bf16,
+            key_parts=dict(model="decode-step", layers=self.num_layers, hidden=self.hidden_size,
+                           intermediate=self.layers[0].down.in_features, heads=self.num_heads,
+                           kv_heads=self.num_kv_heads, head_dim=self.head_dim, vocab=self.vocab_size,
+                           batch=self.batch_hint))
+        if self.weight_choice.dtype == "bfloat16" and self.compiled:
+            self.bf16_panels = True
+            self._panels_to_bf16()
+
+    def _panels_to_bf16(self) -> None:
+        for layer in self.layers:
+            for lin in (layer.qkv, layer.o, layer.gate_up, layer.down):
+                lin.to_bf16()
+        self.lm_head.to_bf16()
+        # the embedding rows rounded the same way (kept fp32: a lookup reads a few rows): every matrix of the
+        # model is then its bf16 value, so a tied head and the embedding agree
+        self.embed = self.embed.to(torch.bfloat16).to(self.dtype)
+        self._flatten()
+
+    def _flatten(self) -> None:
+        empty = torch.empty(0, device=self.device, dtype=self.dtype)
+        self._flat = [t if t is not None else empty for layer in self.layers for t in (
+            layer.ln1, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.o.bias, layer.ln2,
+            layer.gate_up.weight, layer.down.weight)]  # the compiled step's layout: 8 tensors per layer
+
+    def _measure_bf16(self, positions: int = 64, repeats: int = 5) -> dict:
+        """Seconds of one compiled decode step (all layers and the LM head, ``batch_hint`` rows, ``positions``
+        cached tokens) on the fp32 panels and on the same panels in bf16, alternating (weights.time_steps)."""
+        b = self.batch_hint
+        cache = torch.zeros(self.num_layers, 2, b, self.num_kv_heads, positions + 1, self.head_dim)
+        tokens = torch.arange(b) % self.vocab_size
+        pos = torch.full((b,), positions)
+        cos, sin = self._rope(pos)
+        flats = {"fp32": self._flat, "bf16": [t.to(torch.bfloat16) if t.dim() == 3 else t for t in self._flat]}
+        heads = {"fp32": self.lm_head.weight, "bf16": self.lm_head.weight.to(torch.bfloat16)}
+
+        def step(kind: str):
+            def run():
+                x = torch.ops.tulu.decode_layers(self.embed[tokens], flats[kind], cache, pos, cos[:, 0], sin[:, 0],
+                                                 self.num_heads, self.num_kv_heads, self.eps, self.scale)
+                return torch.ops.tulu.panel_linear(rms_norm(x, self.norm, self.eps), heads[kind], None)
+            return run
+
+        with torch.inference_mode():
+            best = weight_precision.time_steps({"fp32": step("fp32"), "bf16": step("bf16")}, repeats)
+        return {"fp32_s": best["fp32"], "bf16_s": best["bf16"], "speedup": best["fp32"] / best["bf16"], "batch": b,
+                "positions": positions}
 
     # ---------------------------------------------------------------- weights
     def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
@@ -184,15 +245,15 @@ class FastLlama:
                 down=lin([get(p + "mlp.down_proj.weight")], [None]),
             ))
         self.layers = layers
-        empty = torch.empty(0, device=self.device, dtype=self.dtype)
-        self._flat = [t if t is not None else empty for layer in layers for t in (
-            layer.ln1, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.o.bias, layer.ln2,
-            layer.gate_up.weight, layer.down.weight)]  # the compiled step's layout: 8 tensors per layer
         self.embed = get("model.embed_tokens.weight").contiguous()
         self.norm = get("model.norm.weight")
         head = sd.get("lm_head.weight")
         head = self.embed if head is None else head.detach().to(self.device, self.dtype)
         self.lm_head = Linear(head, None, kind=self.linear_kind, batch_hint=self.batch_hint)
+        if self.bf16_panels:  # an in-place update keeps the engine's weight precision
+            self._panels_to_bf16()
+        else:
+            self._flatten()
 
     # ---------------------------------------------------------------- rope tables
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -97,6 +97,10 @@ class RolloutConfig:
                                   "fast CPU backend), fast, hf, vllm.")
     max_sampling_rounds: int = option(4, "Dynamic sampling: sample at most this many times the batch's prompts "
                                          "before training on what is there.")
+    dtype: str = option("float32", "Weight precision of the fast CPU generator (tulu.rollout.weights): float32 (its "
+                                   "log-probs match the learner's up to summation order), bfloat16 (weights stored "
+                                   "as bf16, fp32 arithmetic; the learner recomputes the old log-probs and logs the "
+                                   "gap) or auto (bf16 where measured faster). Other backends use model.dtype.")
     async_steps: int = option(0, "0: strictly on-policy. 1: generate batch t+1 while training on batch t "
                                  "(one step stale; logged as 'staleness').")
 
@@ -193,6 +197,16 @@ class RLVRConfig:
             raise ValueError(f"rl.beta: must be >= 0, got {r.beta}")
         if ro.async_steps not in (0, 1):
             raise ValueError("rollout.async_steps: 0 (on-policy) or 1 (one batch ahead)")
+        from tulu.rollout.weights import normalize as weight_dtype
+
+        try:
+            ro.dtype = weight_dtype(ro.dtype)
+        except ValueError as exc:
+            raise ValueError(f"rollout.{exc}") from None
+        if ro.dtype != "float32" and r.old_logprobs == "generator":
+            raise ValueError(f"rollout.dtype: {ro.dtype} weights give log-probs that differ from the learner's; "
+                             "with rl.old_logprobs=generator they would be used as the old policy's. Use "
+                             "rl.old_logprobs=learner (the default) or rollout.dtype=float32")
 
 
 CONFIG = RLVRConfig
@@ -309,6 +323,7 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     from tulu.data.templates import render_prompt
     from tulu.models import load_tokenizer
     from tulu.rollout import SamplingParams, get_backend
+    from tulu.rollout.llama import supports
     from tulu.train.rl_learner import make_learner, steps_per_batch
     from tulu.verifiers.timeout import WorkerPool
 
@@ -335,7 +350,9 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     #    backend shares the local learner's policy. Either way it gets the trained weights after every batch.
     on_gpu_engine = ro.backend in ("vllm", "ray") or (ro.backend == "auto" and torch.cuda.is_available())
     local_model = learner.base_policy if not on_gpu_engine else None
-    backend = get_backend(ro.backend, local_model if local_model is not None else cfg.model.path, tok)
+    fast = ro.backend == "fast" or (ro.backend == "auto" and local_model is not None and supports(local_model) is None)
+    backend = get_backend(ro.backend, local_model if local_model is not None else cfg.model.path, tok,
+                          **({"dtype": ro.dtype} if fast else {}))
     # -- the plan: batches over the prompt set, a fixed number of optimizer steps per batch
     _, per_batch = steps_per_batch(cfg)
     num_batches = max(1, len(prompts) * cfg.train.num_epochs // ro.prompts_per_batch)

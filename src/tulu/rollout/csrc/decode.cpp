@@ -7,11 +7,13 @@
 // weights at half the machine's read bandwidth. Here the matmuls run on our panel-packed kernel
 // (panel_linear; oneDNN or at::linear for a weight it cannot pack), and everything between them runs as a
 // few plain loops: RMSNorm fused with the residual add, RoPE + the KV-cache write + grouped-query
-// attention in one pass per (row, kv head), and SiLU(gate) * up. Also here: the top-p nucleus (nucleus).
+// attention in one pass per (row, kv head), and SiLU(gate) * up. (Sampling kernels: sampling.cpp.)
 //
 // Arithmetic is HF's (LlamaRMSNorm, rotate_half RoPE, softmax(q k^T * scale) v, SiLU MLP); only the
 // order of floating-point sums differs, and it is the same for every row whatever the batch (batch
-// invariance, tested). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
+// invariance, tested). The panel-packed weights may also be bf16 (pack_panels_bf16): half the bytes a
+// step streams; they are widened to fp32 as they are loaded, and everything else stays fp32 (activations,
+// accumulators, norms, the KV cache). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
 // falls back to the Python step when no compiler is available.
 
 #include <ATen/ATen.h>
@@ -23,81 +25,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
+#include "vec.h"
 
 namespace {
 
 constexpr int kPerLayer = 8;  // ln1, qkv_w, qkv_b, o_w, o_b, ln2, gate_up_w, down_w
-
-// ---------------------------------------------------------------------------------------------------
-// Elementwise pieces, written on GCC vector types so that they compile to AVX2 (or NEON) without
-// -ffast-math.
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t vi8 __attribute__((vector_size(32)));
-
-inline v8 load8(const float* p) {
-  v8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
-
-inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // (not v8{} + x: an add the compiler must keep)
-
-// a * b + c with one rounding, always: left to the compiler, `a * b + c` was contracted into an FMA in some
-// template instances and not in others, so the same row came out differently at 1 and at 2+ rows.
-inline v8 fma8(v8 a, v8 b, v8 c) {
-#if defined(__FMA__)
-  return _mm256_fmadd_ps(a, b, c);
-#else
-  v8 out;
-  for (int i = 0; i < 8; ++i) out[i] = std::fma(a[i], b[i], c[i]);
-  return out;
-#endif
-}
-
-// exp(x), eight at a time: Cody-Waite range reduction and Cephes' degree-6 polynomial (~1 ulp on the
-// range used here: softmax arguments <= 0, SiLU arguments of moderate size); inputs clamped to
-// [-87, 88], where exp stays a normal float.
-inline v8 exp8(v8 x) {
-  const v8 lo = splat(-87.0f), hi = splat(88.0f);
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
-  const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  const v8 n = (x * 1.44269504088896341f + magic) - magic;
-  v8 r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  v8 p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const v8 y = p * r * r + r + 1.0f;
-  const vi8 bits = (__builtin_convertvector(n, vi8) + 127) << 23;
-  v8 scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
-}
-
-// f applied to n floats, eight at a time; the tail goes through a padded copy.
-template <typename F>
-inline void map8(float* out, const float* in, int64_t n, F f) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) store8(out + i, f(load8(in + i), i));
-  if (i < n) {
-    float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::memcpy(tmp, in + i, (n - i) * sizeof(float));
-    const v8 v = f(load8(tmp), i);
-    std::memcpy(out + i, &v, (n - i) * sizeof(float));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Small-M matmul over panel-packed weights: y[M, N] = x[M, K] @ W[N, K]^T (+ bias).
@@ -114,8 +49,10 @@ constexpr int64_t kPanel = 8;
 
 // y[r, 8v + j] = bias[8v + j] (or 0) + sum_k x[r, k] w_v[k, j] for r < MR, v < NV, where w_v = w + v * K * 8
 // is the v-th panel from w: one FMA chain over k per output, in the same order for any MR.
-template <int MR, int NV, bool PF>
-inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, float* y, int64_t ldy,
+// W is float (fp32 panels) or uint16_t (bf16 panels, widened to fp32 as they are loaded: the FMA chains,
+// accumulators and outputs are fp32 either way, and the fp32 instance is the code it always was).
+template <int MR, int NV, bool PF, typename W>
+inline void panel_block(const float* x, int64_t ldx, const W* w, int64_t K, float* y, int64_t ldy,
                         const float* bias) {
   v8 acc[MR][NV];
   for (int r = 0; r < MR; ++r)
@@ -138,13 +75,13 @@ inline void panel_block(const float* x, int64_t ldx, const float* w, int64_t K, 
 }
 
 // panel_block<rows, NV, PF> for a runtime rows <= MR.
-template <int MR, int NV, bool PF>
-void panel_block_n(const float* x, int64_t ldx, const float* w, int64_t K, float* y, int64_t ldy, const float* bias,
+template <int MR, int NV, bool PF, typename W>
+void panel_block_n(const float* x, int64_t ldx, const W* w, int64_t K, float* y, int64_t ldy, const float* bias,
                    int64_t rows) {
   if constexpr (MR > 1) {
-    if (rows < MR) return panel_block_n<MR - 1, NV, PF>(x, ldx, w, K, y, ldy, bias, rows);
+    if (rows < MR) return panel_block_n<MR - 1, NV, PF, W>(x, ldx, w, K, y, ldy, bias, rows);
   }
-  panel_block<MR, NV, PF>(x, ldx, w, K, y, ldy, bias);
+  panel_block<MR, NV, PF, W>(x, ldx, w, K, y, ldy, bias);
 }
 
 // [N, K] -> [N / 8, K, 8] (N must be a multiple of 16: larger M reads the panels in pairs).
@@ -156,10 +93,16 @@ at::Tensor pack_panels(const at::Tensor& w) {
   return w.reshape({N / kPanel, kPanel, K}).transpose(1, 2).contiguous();
 }
 
+// The same panels in bf16, each fp32 weight rounded to the nearest bf16 (ties to even; torch's conversion).
+at::Tensor pack_panels_bf16(const at::Tensor& w) { return pack_panels(w).to(at::kBFloat16); }
+
+template <typename W>
+void panel_run(const float* xp, const W* wptr, const float* bp, float* yp, int64_t M, int64_t K, int64_t P);
+
 at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(wp.dim() == 3 && wp.size(2) == kPanel && wp.size(0) % 2 == 0 && wp.is_contiguous() &&
-                  wp.scalar_type() == at::kFloat,
-              "panel_linear: weight must come from pack_panels");
+                  (wp.scalar_type() == at::kFloat || wp.scalar_type() == at::kBFloat16),
+              "panel_linear: weight must come from pack_panels or pack_panels_bf16");
   const at::Tensor x = x_in.contiguous();
   TORCH_CHECK(x.dim() == 2 && x.size(1) == wp.size(1) && x.scalar_type() == at::kFloat,
               "panel_linear: x must be [M, ", wp.size(1), "] float32");
@@ -171,39 +114,64 @@ at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std:
   }
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  const float* wptr = wp.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
+  if (wp.scalar_type() == at::kBFloat16)
+    panel_run(xp, reinterpret_cast<const uint16_t*>(wp.data_ptr<at::BFloat16>()), bp, yp, M, K, P);
+  else
+    panel_run(xp, wp.data_ptr<float>(), bp, yp, M, K, P);
+  return y;
+}
+
+template <typename W>
+void panel_run(const float* xp, const W* wptr, const float* bp, float* yp, int64_t M, int64_t K, int64_t P) {
+  const int64_t N = P * kPanel;
   if (M <= 8) {  // decode: one pass per panel
     at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
-        panel_block_n<8, 1, true>(xp, K, wptr + p * K * kPanel, K, yp + p * kPanel, N,
+        panel_block_n<8, 1, true, W>(xp, K, wptr + p * K * kPanel, K, yp + p * kPanel, N,
                             bp != nullptr ? bp + p * kPanel : nullptr, M);
     });
-    return y;
+    return;
   }
   constexpr int64_t kRowChunk = 48;  // rows of x kept hot in cache while the panels stream past
   for (int64_t m0 = 0; m0 < M; m0 += kRowChunk) {
     const int64_t rows = std::min(kRowChunk, M - m0);
     const int64_t blocks = (rows + 5) / 6;  // balanced blocks of <= 6 rows (32 rows: 6 6 5 5 5 5)
     at::parallel_for(0, P / 2, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> wide;  // bf16 panels, several row blocks: the pair widened once, not once per block
       for (int64_t pp = begin; pp < end; ++pp) {
         const int64_t col = 2 * pp * kPanel;
-        const float* w = wptr + 2 * pp * K * kPanel;
+        const W* w = wptr + 2 * pp * K * kPanel;
         const float* bias_p = bp != nullptr ? bp + col : nullptr;
         int64_t r = m0;
+        if constexpr (std::is_same_v<W, uint16_t>) {
+          // (widening on the fly costs two vector ops per 8 weights next to 12 FMAs: ~0.7x fp32 here)
+          if (blocks > 1) {
+            wide.resize(2 * K * kPanel);
+            for (int64_t i = 0; i < 2 * K * kPanel; i += 8) {
+              __builtin_prefetch(w + 2 * K * kPanel + i, 0, 2);
+              store8(wide.data() + i, load8(w + i));
+            }
+            for (int64_t i = 0; i < blocks; ++i) {
+              const int64_t n = rows / blocks + (i < rows % blocks ? 1 : 0);
+              panel_block_n<6, 2, false, float>(xp + r * K, K, wide.data(), K, yp + r * N + col, N, bias_p, n);
+              r += n;
+            }
+            continue;
+          }
+        }
         for (int64_t i = 0; i < blocks; ++i) {
           const int64_t n = rows / blocks + (i < rows % blocks ? 1 : 0);
           if (i == 0)  // the first row block prefetches the next pair of panels
-            panel_block_n<6, 2, true>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
+            panel_block_n<6, 2, true, W>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
           else
-            panel_block_n<6, 2, false>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
+            panel_block_n<6, 2, false, W>(xp + r * K, K, w, K, yp + r * N + col, N, bias_p, n);
           r += n;
         }
       }
     });
   }
-  return y;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -379,11 +347,6 @@ void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter) {
   });
 }
 
-void check_f32(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), op, ": ", name,
-              " must be a contiguous CPU float32 tensor");
-}
-
 // All layers of one decode step. x: [B, hidden] (embedded tokens; not modified); weights: 8 per layer
 // (empty tensors for absent biases); cache: [layers, 2, slots, KV, max_len, D]; positions: [B] int64 (the
 // new token's position = tokens already cached in that row); cos/sin: [B, D]. Returns the hidden state
@@ -445,158 +408,6 @@ at::Tensor decode_layers(const at::Tensor& x_in, const std::vector<at::Tensor>& 
   return x;
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Top-p (nucleus) candidates without sorting the vocabulary: tulu.rollout.sampling.candidates(z, top_k=0,
-// top_p) for each row of temperature-scaled logits z [B, V]. Returns (probs [B, K], ids [B, K]): each
-// row's tokens by descending logit (ties: lower id first), probabilities over the full vocabulary, zero
-// past the nucleus (a token is kept while the mass strictly before it is < top_p; the first always) and
-// on padding. One pass buckets every token by log2 of its probability relative to the most likely one;
-// only the tokens of the buckets that reach top_p between them are sorted (the nucleus cannot reach
-// below them). torch.topk of 256-4096 candidates per row measured ~19% of a sampled step at 32 rows.
-std::tuple<at::Tensor, at::Tensor> nucleus(const at::Tensor& z_in, double top_p) {
-  check_f32(z_in, "nucleus", "z");
-  TORCH_CHECK(z_in.dim() == 2 && z_in.size(1) > 0, "nucleus: z must be [rows, vocab]");
-  TORCH_CHECK(top_p > 0.0 && top_p <= 1.0, "nucleus: top_p must be in (0, 1], got ", top_p);
-  const int64_t B = z_in.size(0), V = z_in.size(1);
-  const float* z = z_in.data_ptr<float>();
-  constexpr int kBuckets = 64;
-  constexpr size_t kMaxPad = 1 << 16;
-  std::vector<std::vector<std::pair<float, int64_t>>> picked(B);  // (prob, id) per row, nucleus order
-  std::vector<int64_t> kept(B);
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> e(V);
-    std::vector<uint8_t> bucket(V);
-    std::vector<int64_t> cand;
-    for (int64_t b = begin; b < end; ++b) {
-      const float* zr = z + b * V;
-      float mx = zr[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, zr[i]);
-      const v8 vmx = splat(mx);
-      map8(e.data(), zr, V, [&](v8 v, int64_t) { return exp8(v - vmx); });
-      double total = 0.0, mass[kBuckets] = {};
-      for (int64_t i = 0; i < V; ++i) {
-        const float gap = (mx - zr[i]) * 1.44269504088896341f;  // -log2 of the probability relative to the max
-        const int k = gap < static_cast<float>(kBuckets - 1) ? static_cast<int>(gap) : kBuckets - 1;
-        bucket[i] = static_cast<uint8_t>(k);
-        mass[k] += e[i];
-        total += e[i];
-      }
-      int last = 0;
-      for (double cum = mass[0]; cum < top_p * total && last < kBuckets - 1;) cum += mass[++last];
-      cand.clear();
-      for (int64_t i = 0; i < V; ++i)
-        if (bucket[i] <= last) cand.push_back(i);
-      std::sort(cand.begin(), cand.end(), [&](int64_t a, int64_t c) { return zr[a] > zr[c] || (zr[a] == zr[c] && a < c); });
-      // the mass before each token in double: near top_p = 0.999 a float running sum drifts by ~1e-6,
-      // enough to move the nucleus boundary by a token
-      // (the 1e-12 absorbs the rounding of exact ties: 5000 equal logits at top_p 0.9 keep 4500)
-      const double inv = 1.0 / total;
-      double cum = 0.0;
-      auto& out = picked[b];
-      out.clear();
-      for (const int64_t i : cand) {
-        if (!out.empty() && cum >= top_p - 1e-12) break;
-        const double p = e[i] * inv;
-        out.emplace_back(static_cast<float>(p), i);
-        cum += p;
-      }
-      kept[b] = static_cast<int64_t>(out.size());
-      // padding (probability 0) continues down the sorted candidates, so a row's ids stay distinct
-      for (size_t j = out.size(); j < cand.size() && j < kMaxPad; ++j) out.emplace_back(0.0f, cand[j]);
-    }
-  });
-  int64_t K = 1;
-  for (const int64_t k : kept) K = std::max(K, k);
-  at::Tensor probs = at::zeros({B, K}, z_in.options());
-  at::Tensor ids = at::empty({B, K}, z_in.options().dtype(at::kLong));
-  float* pp = probs.data_ptr<float>();
-  int64_t* ip = ids.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& row = picked[b];
-    const int64_t have = std::min<int64_t>(K, static_cast<int64_t>(row.size()));
-    for (int64_t j = 0; j < have; ++j) {
-      pp[b * K + j] = row[j].first;
-      ip[b * K + j] = row[j].second;
-    }
-    if (have == K) continue;
-    std::vector<bool> used(V, false);  // past the candidates: the lowest ids not used yet
-    for (int64_t j = 0; j < have; ++j) used[row[j].second] = true;
-    int64_t next = 0;
-    for (int64_t j = have; j < K; ++j) {
-      while (used[next]) ++next;
-      ip[b * K + j] = next++;
-    }
-  }
-  return {probs, ids};
-}
-
-// ---------------------------------------------------------------------------------------------------
-// argmax and log-sum-exp of each row of z [B, V] in two passes over the row (max, then the sum of exp in
-// eight float lanes flushed to double every 512 tokens): what a greedy step needs for its token and that
-// token's log-prob, and what a sampled step needs for its log-probs. torch.argmax + torch.logsumexp
-// measured ~4.5 ms a step at 32 rows of this model's 49,152 logits. Semantics are torch's: the first
-// index of the maximum; a row with a NaN gives the first NaN's index and NaN; a row of -inf gives
-// (0, -inf); a +inf gives +inf.
-std::tuple<at::Tensor, at::Tensor> argmax_logsumexp(const at::Tensor& z_in) {
-  check_f32(z_in, "argmax_logsumexp", "z");
-  TORCH_CHECK(z_in.dim() == 2 && z_in.size(1) > 0, "argmax_logsumexp: z must be [rows, vocab]");
-  const int64_t B = z_in.size(0), V = z_in.size(1);
-  const at::Tensor zc = z_in.contiguous();
-  const float* z = zc.data_ptr<float>();
-  at::Tensor ids = at::empty({B}, zc.options().dtype(at::kLong));
-  at::Tensor lse = at::empty({B}, zc.options());
-  int64_t* ip = ids.data_ptr<int64_t>();
-  float* lp = lse.data_ptr<float>();
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const float* zr = z + b * V;
-      v8 vm = splat(-INFINITY);
-      vi8 nan{};
-      int64_t i = 0;
-      for (; i + 8 <= V; i += 8) {
-        const v8 v = load8(zr + i);
-        nan |= (v != v);
-        vm = v > vm ? v : vm;
-      }
-      float mx = vm[0];
-      bool has_nan = false;
-      for (int j = 0; j < 8; ++j) {
-        mx = std::max(mx, vm[j]);
-        has_nan |= nan[j] != 0;
-      }
-      for (; i < V; ++i) {
-        has_nan |= std::isnan(zr[i]);
-        mx = std::max(mx, zr[i]);
-      }
-      if (has_nan) {
-        int64_t k = 0;
-        while (!std::isnan(zr[k])) ++k;
-        ip[b] = k;
-        lp[b] = NAN;
-        continue;
-      }
-      int64_t k = 0;
-      while (zr[k] != mx) ++k;
-      ip[b] = k;
-      if (std::isinf(mx)) {  // all -inf, or a +inf
-        lp[b] = mx;
-        continue;
-      }
-      const v8 vmx = splat(mx);
-      double total = 0.0;
-      i = 0;
-      while (i + 8 <= V) {
-        v8 acc{};
-        for (const int64_t stop = std::min(V - V % 8, i + 512); i < stop; i += 8) acc += exp8(load8(zr + i) - vmx);
-        for (int j = 0; j < 8; ++j) total += acc[j];
-      }
-      for (; i < V; ++i) total += std::exp(zr[i] - mx);
-      lp[b] = static_cast<float>(mx + std::log(total));
-    }
-  });
-  return {ids, lse};
-}
-
 }  // namespace
 
 TORCH_LIBRARY(tulu, m) {
@@ -606,7 +417,6 @@ TORCH_LIBRARY(tulu, m) {
         "int heads, int kv_heads, float eps, float scale) -> Tensor",
         TORCH_FN(decode_layers));
   m.def("pack_panels(Tensor w) -> Tensor", TORCH_FN(pack_panels));
+  m.def("pack_panels_bf16(Tensor w) -> Tensor", TORCH_FN(pack_panels_bf16));
   m.def("panel_linear(Tensor x, Tensor w, Tensor? bias) -> Tensor", TORCH_FN(panel_linear));
-  m.def("nucleus(Tensor z, float top_p) -> (Tensor, Tensor)", TORCH_FN(nucleus));
-  m.def("argmax_logsumexp(Tensor z) -> (Tensor, Tensor)", TORCH_FN(argmax_logsumexp));
 }

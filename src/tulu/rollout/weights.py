@@ -1,0 +1,160 @@
+"""Weight precision of the fast backend: ``float32`` | ``bfloat16`` | ``auto`` (the ``dtype`` option).
+
+``bfloat16`` stores every panel-packed matrix of the compiled CPU decode step (q/k/v, o, gate/up, down and
+the LM head) as bf16, rounded to nearest-even from the fp32 weights, and widens each one back to fp32 as it
+is loaded (``csrc/decode.cpp``); the embedding table is rounded the same way (kept in fp32). Activations,
+accumulators, norm weights and the KV cache stay fp32. A decode step at small batch streams every weight
+once, so it reads half the bytes; the numbers are those of an fp32 model whose matrices were rounded to
+bf16 (no bf16 arithmetic anywhere), in prefill, decode and log-likelihood scoring alike. Without the
+compiled kernels (no C++ compiler) an explicit ``bfloat16`` runs the whole Python step in bf16 instead.
+
+``auto`` picks bf16 weights only where a micro-measurement on this machine says the bf16-weight decode
+step is at least :data:`MIN_SPEEDUP` times faster than the fp32 one: one decode step of the model itself
+(all layers and the LM head, at the backend's batch size, 64 cached positions), fp32 and bf16 panels
+alternating, best of 5 each after a warm-up. The result is cached per machine in
+``<tulu cache>/precision/decode-<key>.json`` (key: CPU flags, torch version, thread count, the kernel
+source, the model's shapes and the batch), like :mod:`tulu.precision`'s training measurement; later runs
+read it. ``auto`` stays fp32 without measuring when the compiled step is not loaded, when the hidden size
+is below :data:`MIN_HIDDEN` (the tiny test models: too small to measure), and when ``TULU_PRECISION=fp32``
+is set. The bf16 widening needs only AVX2 (or plain vector code elsewhere), not avx512_bf16, so ``auto``
+measures on every host rather than looking at CPU flags.
+
+The choice is a :class:`WeightChoice`; the backend logs :meth:`WeightChoice.describe` and keeps it as
+``engine.weight_choice``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+log = logging.getLogger(__name__)
+
+WEIGHT_DTYPES = ("float32", "bfloat16", "auto")
+MIN_SPEEDUP = 1.15  # the bf16-weight step must beat the fp32 step by this much (host noise is ~5-10%)
+MIN_HIDDEN = 256
+VERSION = 1  # bump when the measurement changes, so cached results are not reused
+
+ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
+
+
+def normalize(value) -> str:
+    """``float32`` | ``bfloat16`` | ``auto`` from a config value (``fp32``/``bf16``/torch dtypes/None = auto)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, torch.dtype):
+        value = {torch.float32: "float32", torch.bfloat16: "bfloat16"}.get(value, str(value))
+    name = ALIASES.get(str(value).strip().lower())
+    if name is None:
+        raise ValueError(f"dtype: {value!r} is not one of {', '.join(WEIGHT_DTYPES)} (the fast backend's weight "
+                         "precision)")
+    return name
+
+
+@dataclass
+class WeightChoice:
+    """``dtype``: the decode step's weight storage (float32 | bfloat16); ``source``: explicit | auto."""
+
+    dtype: str
+    source: str
+    reason: str
+    measured: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"fast backend weights: {self.dtype} [{self.source}] - {self.reason}"
+
+
+def time_steps(steps: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of each zero-argument callable, run alternately after one warm-up each."""
+    for fn in steps.values():
+        fn()
+    best = {k: float("inf") for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def _cache_path(key_parts: dict):
+    from tulu.models import cache_dir
+    from tulu.precision import cpu_flags
+    from tulu.rollout.kernels import HEADERS, SOURCES
+    from tulu.utils import file_sha256, stable_hash
+
+    key = stable_hash(VERSION, sorted(cpu_flags()), platform.machine(), torch.__version__, torch.get_num_threads(),
+                      [file_sha256(p) for p in SOURCES + HEADERS], key_parts)
+    return cache_dir() / "precision" / f"decode-{key}.json"
+
+
+def cached_measure(key_parts: dict, measure: Callable[[], dict]) -> tuple[dict, bool]:
+    """``measure()`` for this machine and ``key_parts`` (shapes, batch): from the cache, or run once under a
+    file lock and written atomically. Returns (result, whether it came from the cache)."""
+    from tulu.utils import atomic_write_json, file_lock
+
+    path = _cache_path(key_parts)
+    hit = _read(path)
+    if hit is not None:
+        return hit, True
+    with file_lock(path.parent / ".measure.lock"):
+        hit = _read(path)  # another process measured while we waited
+        if hit is not None:
+            return hit, True
+        result = dict(measure(), **key_parts, torch=torch.__version__, threads=torch.get_num_threads())
+        atomic_write_json(path, result)
+    log.info("bf16-weight decode micro-measurement (once per machine, cached in %s): fp32 %.1f ms, bf16 %.1f ms "
+             "a step", path, 1e3 * result["fp32_s"], 1e3 * result["bf16_s"])
+    return result, False
+
+
+def _read(path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def choose(setting, *, compiled: bool, hidden: int, key_parts: dict | None = None,
+           measure: Callable[[], dict] | None = None) -> WeightChoice:
+    """Resolve the fast backend's ``dtype`` for an engine. ``measure()`` returns ``{"fp32_s", "bf16_s",
+    "speedup", ...}`` for one decode step of each kind; it runs (through the per-machine cache, unless
+    ``key_parts`` is None) only for ``auto`` on an engine that qualifies."""
+    import os
+
+    name = normalize(setting)
+    if name == "float32":
+        return WeightChoice("float32", "explicit", "dtype=float32")
+    if name == "bfloat16":
+        how = ("bf16 panels widened to fp32 in the compiled step" if compiled else
+               "the compiled step is not loaded: the Python step runs in bf16 throughout")
+        return WeightChoice("bfloat16", "explicit", f"dtype=bfloat16 ({how})")
+    if os.environ.get("TULU_PRECISION", "").lower() in ("fp32", "float32", "no"):
+        return WeightChoice("float32", "auto", "TULU_PRECISION=fp32 is set")
+    if not compiled:
+        return WeightChoice("float32", "auto", "the compiled decode step is not loaded (bf16 weights there would "
+                                               "mean bf16 arithmetic): fp32")
+    if hidden < MIN_HIDDEN:
+        return WeightChoice("float32", "auto", f"hidden size {hidden} < {MIN_HIDDEN}: too small to measure, fp32")
+    if measure is None:
+        return WeightChoice("float32", "auto", "nothing to measure with: fp32")
+    if key_parts is None:
+        result, cached = measure(), False
+    else:
+        result, cached = cached_measure(key_parts, measure)
+    speedup = float(result["speedup"])
+    detail = (f"{'cached measurement' if cached else 'measured now'}: a bf16-weight decode step {speedup:.2f}x "
+              f"the fp32 one ({1e3 * result['fp32_s']:.1f} vs {1e3 * result['bf16_s']:.1f} ms"
+              f"{', ' + str(result['batch']) + ' rows' if 'batch' in result else ''})")
+    if speedup >= MIN_SPEEDUP:
+        return WeightChoice("bfloat16", "auto", detail, result)
+    return WeightChoice("float32", "auto", f"{detail}, < {MIN_SPEEDUP}x needed", result)
