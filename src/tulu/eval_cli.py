@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto",
                         help="generation backend (tulu.rollout): auto (vllm on GPU, else fast, else hf), hf, fast, vllm")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto", help="float32 / bfloat16 / auto (fp32 on CPU)")
+    parser.add_argument("--dtype", default="auto",
+                        help="float32 / bfloat16 / auto. CPU fast backend: the decode step's weight precision "
+                             "(auto: bf16-rounded weights only where a cached per-machine measurement finds them "
+                             "faster; results.json records the choice); elsewhere the model's dtype "
+                             "(auto: bf16 on GPUs that have it)")
     parser.add_argument("--output", "-o", default=None, help="output folder (default: eval/<model name>)")
     parser.add_argument("--cache-dir", default=None, help="generation cache (default: OUTPUT/cache); rerun to resume")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: 8)")

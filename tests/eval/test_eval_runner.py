@@ -239,3 +239,21 @@ def test_task_limits_override_the_limit_per_task(tmp_path, scripted):
         "first 300 items of gsm8k; every item of ifeval; every item of the other tasks")
     with pytest.raises(ValueError, match="task_limits names tasks that are not being run: mmlu"):
         evaluate(tasks, scripted(lambda m, s: "x"), model="m", output=tmp_path / "b", task_limits={"mmlu": 3})
+
+
+def test_bf16_weights_get_their_own_cache_and_are_recorded(tmp_path, scripted):
+    from tulu.rollout.weights import WeightChoice
+
+    def backend(dtype):
+        b = scripted(lambda m, s: "The answer is 3.")
+        b.engine = type("Engine", (), {"weight_choice": WeightChoice(dtype, "explicit", "test")})()
+        return b
+
+    fp32 = evaluate([get_task("gsm8k")], backend("float32"), model="m", output=tmp_path, limit=2)
+    assert fp32["weights"]["dtype"] == "float32"
+    again = backend("float32")
+    evaluate([get_task("gsm8k")], again, model="m", output=tmp_path, limit=2)
+    assert again.calls == 0  # fp32 keeps the key it always had: its cache is reused
+    bf16 = backend("bfloat16")
+    res = evaluate([get_task("gsm8k")], bf16, model="m", output=tmp_path, limit=2)
+    assert bf16.calls == 1 and res["model_key"] != fp32["model_key"] and res["weights"]["dtype"] == "bfloat16"

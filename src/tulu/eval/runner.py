@@ -238,6 +238,12 @@ def suite_averages(tasks: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def _weight_precision(backend) -> dict | None:
+    """The fast backend's weight precision (``tulu.rollout.weights``) as results.json records it, or None."""
+    choice = getattr(getattr(backend, "engine", None), "weight_choice", None)
+    return choice.to_dict() if choice is not None and hasattr(choice, "to_dict") else None
+
+
 def evaluate(tasks: list[Task], backend: GenerationBackend, *, model: str, output: str | os.PathLike,
              limit: int | None = None, batch_size: int = 8, cache_dir: str | os.PathLike | None = None,
              model_key: str | None = None, extra: dict | None = None,
@@ -252,9 +258,13 @@ def evaluate(tasks: list[Task], backend: GenerationBackend, *, model: str, outpu
     out_dir = Path(output)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
     key = model_key or model_fingerprint(model)
+    weights = _weight_precision(backend)
+    if weights is not None and weights["dtype"] != "float32":  # bf16-rounded weights answer differently
+        key = stable_hash(key, weights["dtype"])
     results: dict[str, Any] = {
         "version": RESULTS_VERSION, "model": model, "model_key": key, "limit": limit,
         **({"task_limits": task_limits} if task_limits else {}),
+        **({"weights": weights} if weights is not None else {}),
         "backend": getattr(backend, "name", type(backend).__name__),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}, **(extra or {})}
     for task in tasks:
