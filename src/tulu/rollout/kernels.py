@@ -32,8 +32,8 @@ from tulu.utils import atomic_path, file_lock
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "decode.cpp"
-SOURCES = (SOURCE, SOURCE.with_name("sampling.cpp"))
-HEADERS = (SOURCE.with_name("vec.h"),)
+SOURCES = (SOURCE, SOURCE.with_name("sampling.cpp"), SOURCE.with_name("dpbf16.cpp"))
+HEADERS = (SOURCE.with_name("vec.h"), SOURCE.with_name("dpbf16.h"))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-w")
 
 
