@@ -19,9 +19,9 @@ from tulu.rollout.llama import FastLlama
 
 # |log p_bf16(token) - log p_fp32(token)| of sampled tokens against a teacher-forced fp32 forward, the bounds
 # docs/rollout.md states for bf16 products. Tiny random model: max (measured ~2e-3); embedded SmolLM2-135M:
-# max and mean over the sampled tokens.
+# max and mean over the sampled tokens (measured 0.099 and 0.015; the widening path: 0.052, 0.008).
 TINY_DOT_LOGPROB_TOL = 1e-2
-EMBEDDED_DOT_MAX_TOL, EMBEDDED_DOT_MEAN_TOL = 0.5, 0.05
+EMBEDDED_DOT_MAX_TOL, EMBEDDED_DOT_MEAN_TOL = 0.25, 0.03
 
 
 @pytest.fixture()

@@ -176,25 +176,27 @@ class FastLlama:
         self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
         self._cos = self._sin = None
         self.bf16_panels = False
-        # bf16 products (vdpbf16ps) where this build has them, else bf16 storage widened to fp32
-        self.bf16_dot = self.compiled and weight_precision.dot_products_available()
+        # bf16 weights mean bf16 products (vdpbf16ps) where this build has them, else bf16 storage widened
+        # to fp32; bf16_dot: this engine's weights are bf16 and multiplied in bf16
+        self._dot_kernel = self.compiled and weight_precision.dot_products_available()
+        self.bf16_dot = False
         self.load_state_dict({k: v for k, v in model.state_dict().items()})
         self.weight_choice = weight_precision.choose(
-            setting, compiled=self.compiled, dot=self.bf16_dot, hidden=self.hidden_size, measure=self._measure_bf16,
+            setting, compiled=self.compiled, dot=self._dot_kernel, hidden=self.hidden_size, measure=self._measure_bf16,
             key_parts=dict(model="decode-step", layers=self.num_layers, hidden=self.hidden_size,
                            intermediate=self.layers[0].down.in_features, heads=self.num_heads,
                            kv_heads=self.num_kv_heads, head_dim=self.head_dim, vocab=self.vocab_size,
                            batch=self.batch_hint))
         if self.weight_choice.dtype == "bfloat16" and self.compiled:
             self.bf16_panels = True
+            self.bf16_dot = self._dot_kernel
             self._panels_to_bf16()
-        self.bf16_dot = self.bf16_dot and self.bf16_panels
 
     def _panels_to_bf16(self) -> None:
         for layer in self.layers:
             for lin in (layer.qkv, layer.o, layer.gate_up, layer.down):
-                lin.to_bf16(self.bf16_dot)
-        self.lm_head.to_bf16(self.bf16_dot)
+                lin.to_bf16(self._dot_kernel)
+        self.lm_head.to_bf16(self._dot_kernel)
         # the embedding rows rounded the same way (kept fp32: a lookup reads a few rows): every matrix of the
         # model is then its bf16 value, so a tied head and the embedding agree
         self.embed = self.embed.to(torch.bfloat16).to(self.dtype)
@@ -215,8 +217,8 @@ class FastLlama:
         tokens = torch.arange(b) % self.vocab_size
         pos = torch.full((b,), positions)
         cos, sin = self._rope(pos)
-        flats = {"fp32": self._flat, "bf16": [bf16_panels(t, self.bf16_dot) if t.dim() == 3 else t for t in self._flat]}
-        heads = {"fp32": self.lm_head.weight, "bf16": bf16_panels(self.lm_head.weight, self.bf16_dot)}
+        flats = {"fp32": self._flat, "bf16": [bf16_panels(t, self._dot_kernel) if t.dim() == 3 else t for t in self._flat]}
+        heads = {"fp32": self.lm_head.weight, "bf16": bf16_panels(self.lm_head.weight, self._dot_kernel)}
 
         def step(kind: str):
             def run():
@@ -228,7 +230,7 @@ class FastLlama:
         with torch.inference_mode():
             best = weight_precision.time_steps({"fp32": step("fp32"), "bf16": step("bf16")}, repeats)
         return {"fp32_s": best["fp32"], "bf16_s": best["bf16"], "speedup": best["fp32"] / best["bf16"], "batch": b,
-                "positions": positions, "products": "bf16" if self.bf16_dot else "fp32"}
+                "positions": positions, "products": "bf16" if self._dot_kernel else "fp32"}
 
     # ---------------------------------------------------------------- weights
     def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
