@@ -13,7 +13,8 @@
 // order of floating-point sums differs, and it is the same for every row whatever the batch (batch
 // invariance, tested). The panel-packed weights may also be bf16 (pack_panels_bf16): half the bytes a
 // step streams; they are widened to fp32 as they are loaded, and everything else stays fp32 (activations,
-// accumulators, norms, the KV cache). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
+// accumulators, norms, the KV cache); or, on AVX512-BF16 builds, bf16 pair panels multiplied in bf16 (dpbf16.cpp).
+// Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
 // falls back to the Python step when no compiler is available.
 
 #include <ATen/ATen.h>
