@@ -73,6 +73,11 @@ def test_dot_rounds_inputs_to_nearest_even_and_packs_pairs(dot):
     assert torch.equal(y, x.bfloat16().float()[:, perm])
 
 
+def test_dot_zero_rows(dot):
+    packed = torch.ops.tulu.pack_panels_dpbf16(torch.randn(32, 9))
+    assert torch.ops.tulu.panel_linear(torch.empty(0, 9), packed, None).shape == (0, 32)
+
+
 def test_dot_rows_are_batch_invariant(dot):
     """A row's outputs do not depend on how many rows come with it (decode at 1-8 rows, blocks beyond)."""
     g = torch.Generator().manual_seed(2)

@@ -123,6 +123,7 @@ at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std:
     TORCH_CHECK(b.numel() == N, "panel_linear: bias has ", b.numel(), " elements, expected ", N);
   }
   at::Tensor y = at::empty({M, N}, x.options());
+  if (M == 0) return y;  // (the row blocks below assume at least one row)
   const float* xp = x.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
