@@ -244,9 +244,9 @@ def test_task_limits_override_the_limit_per_task(tmp_path, scripted):
 def test_bf16_weights_get_their_own_cache_and_are_recorded(tmp_path, scripted):
     from tulu.rollout.weights import WeightChoice
 
-    def backend(dtype):
+    def backend(dtype, products="fp32"):
         b = scripted(lambda m, s: "The answer is 3.")
-        b.engine = type("Engine", (), {"weight_choice": WeightChoice(dtype, "explicit", "test")})()
+        b.engine = type("Engine", (), {"weight_choice": WeightChoice(dtype, "explicit", "test", products=products)})()
         return b
 
     fp32 = evaluate([get_task("gsm8k")], backend("float32"), model="m", output=tmp_path, limit=2)
@@ -257,3 +257,8 @@ def test_bf16_weights_get_their_own_cache_and_are_recorded(tmp_path, scripted):
     bf16 = backend("bfloat16")
     res = evaluate([get_task("gsm8k")], bf16, model="m", output=tmp_path, limit=2)
     assert bf16.calls == 1 and res["model_key"] != fp32["model_key"] and res["weights"]["dtype"] == "bfloat16"
+    # bf16 products (the vdpbf16ps kernel) answer differently again: a third cache, and recorded
+    dot = backend("bfloat16", products="bf16")
+    res2 = evaluate([get_task("gsm8k")], dot, model="m", output=tmp_path, limit=2)
+    assert dot.calls == 1 and res2["model_key"] not in (res["model_key"], fp32["model_key"])
+    assert res2["weights"]["products"] == "bf16"

@@ -1,6 +1,8 @@
-"""bf16 weights for the fast backend's decode step (tulu.rollout.weights, csrc/decode.cpp): the bf16 panel
-matmul against torch on bf16-rounded weights, the engine against an fp32 engine on a bf16-rounded copy of
-the model, sampled log-probs against a teacher-forced fp32 forward, and how ``auto`` decides."""
+"""bf16 weights for the fast backend's decode step (tulu.rollout.weights, csrc/decode.cpp), the bf16-storage
+path (weights widened to fp32; what bf16 means on hosts without AVX512-BF16, pinned here with the
+``widening`` fixture): the bf16 panel matmul against torch on bf16-rounded weights, the engine against an
+fp32 engine on a bf16-rounded copy of the model, sampled log-probs against a teacher-forced fp32 forward,
+and how ``auto`` decides. The bf16-product path (vdpbf16ps): test_dpbf16.py."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ from tulu.rollout import weights as wp
 from tulu.rollout.llama import FastLlama
 
 needs_kernels = pytest.mark.usefixtures("compiled_kernels")
+
+
+@pytest.fixture()
+def widening(monkeypatch):
+    """Engines built here take the bf16-storage path (bf16 weights widened to fp32), as on hosts without
+    AVX512-BF16, even where this build has the bf16-product kernel."""
+    monkeypatch.setattr(wp, "dot_products_available", lambda: False)
 
 # |log p_bf16(token) - log p_fp32(token)| of sampled tokens against a teacher-forced fp32 forward, the bounds
 # docs/rollout.md states. Embedded SmolLM2-135M: max and mean over the sampled tokens; the tiny random
@@ -56,7 +65,7 @@ def test_bf16_panel_linear_matches_torch_on_rounded_weights(rows, bias):
 
 
 @needs_kernels
-def test_bf16_engine_is_the_fp32_engine_on_rounded_weights(tiny):
+def test_bf16_engine_is_the_fp32_engine_on_rounded_weights(tiny, widening):
     model, tok = tiny
     ours = FastLlama(model, batch_hint=4, weights="bfloat16")
     ref = FastLlama(_rounded(model), batch_hint=4, weights="float32")
@@ -93,7 +102,7 @@ def _prompts():
 
 
 @needs_kernels
-def test_bf16_sampled_logprobs_near_teacher_forced_fp32(tiny):
+def test_bf16_sampled_logprobs_near_teacher_forced_fp32(tiny, widening):
     """Sampled tokens' log-probs from bf16 weights against the fp32 model's own teacher-forced forward; and the
     greedy agreement rate of bf16 vs fp32 decoding (reported, not required to be 1)."""
     model, tok = tiny
@@ -191,6 +200,7 @@ def test_avx2_only_build_gives_the_same_bf16_results(tmp_path, march):
         "import sys, torch, torch.nn.functional as F\n"
         f"torch.ops.load_library({str(out)!r})\n"
         "g = torch.Generator().manual_seed(0)\n"
+        "assert not torch.ops.tulu.has_dpbf16()  # no AVX512-BF16 in this build: the widening path only\n"
         "for rows in (1, 8, 9, 32):\n"
         "    w, x = torch.randn(64, 48, generator=g), torch.randn(rows, 48, generator=g)\n"
         "    y = torch.ops.tulu.panel_linear(x, torch.ops.tulu.pack_panels_bf16(w), None)\n"
@@ -203,7 +213,7 @@ def test_avx2_only_build_gives_the_same_bf16_results(tmp_path, march):
 
 @pytest.mark.slow
 @needs_kernels
-def test_embedded_bf16_logprobs_and_greedy_agreement(embedded):
+def test_embedded_bf16_logprobs_and_greedy_agreement(embedded, widening):
     """The embedded SmolLM2-135M: sampled tokens' log-probs with bf16 weights within EMBEDDED_*_TOL of the fp32
     model's teacher-forced ones, and the greedy agreement with fp32 decoding (printed; most tokens agree)."""
     model, tok = embedded

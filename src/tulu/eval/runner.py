@@ -261,6 +261,8 @@ def evaluate(tasks: list[Task], backend: GenerationBackend, *, model: str, outpu
     weights = _weight_precision(backend)
     if weights is not None and weights["dtype"] != "float32":  # bf16-rounded weights answer differently
         key = stable_hash(key, weights["dtype"])
+        if weights.get("products", "fp32") != "fp32":  # and bf16 products differently again
+            key = stable_hash(key, weights["products"])
     results: dict[str, Any] = {
         "version": RESULTS_VERSION, "model": model, "model_key": key, "limit": limit,
         **({"task_limits": task_limits} if task_limits else {}),

@@ -21,7 +21,8 @@ On CPU fp32 the decode step is one call into compiled code (``csrc/decode.cpp``,
 :mod:`tulu.rollout.kernels`): every layer's matmuls on panel-packed weights, norms, RoPE, the cache write
 and attention, without Python in between; top-p also runs there. Without a C++ compiler the same
 arithmetic runs as a Python step on oneDNN kernels. ``dtype="bfloat16"`` (or ``"auto"``, where a cached
-per-machine measurement shows it faster) stores the step's weights as bf16, widened to fp32 as they are read
+per-machine measurement shows it faster) stores the step's weights as bf16: multiplied in bf16 with fp32
+accumulation where the kernels are built for AVX512-BF16, else widened to fp32 as they are read
 (:mod:`tulu.rollout.weights`).
 """
 

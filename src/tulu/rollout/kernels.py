@@ -1,5 +1,6 @@
 """Build and load the fast backend's compiled CPU decode step (``csrc/decode.cpp``, with the sampling
-kernels of ``csrc/sampling.cpp`` and the helpers of ``csrc/vec.h``, into one library).
+kernels of ``csrc/sampling.cpp``, the bf16-product matmul of ``csrc/dpbf16.cpp`` (compiled in only where
+the CPU has AVX512-BF16) and the helpers of ``csrc/vec.h``, into one library).
 
 The source is compiled once per machine with the system C++ compiler against the installed torch, into
 ``<tulu cache>/kernels/<key>/``; the key hashes the sources, the torch version, the compiler, the flags
@@ -32,8 +33,8 @@ from tulu.utils import atomic_path, file_lock
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "decode.cpp"
-SOURCES = (SOURCE, SOURCE.with_name("sampling.cpp"))
-HEADERS = (SOURCE.with_name("vec.h"),)
+SOURCES = (SOURCE, SOURCE.with_name("sampling.cpp"), SOURCE.with_name("dpbf16.cpp"))
+HEADERS = (SOURCE.with_name("vec.h"), SOURCE.with_name("dpbf16.h"))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-w")
 
 

@@ -12,8 +12,10 @@ MLP, tied or untied LM head) but
   model's shapes), and RMSNorm, RoPE, the cache write, grouped-query attention and SiLU as plain loops
   between them, with no Python dispatch inside the step;
 * optionally (``weights="bfloat16"``, or ``"auto"`` where measured faster: :mod:`tulu.rollout.weights`)
-  stores those panels as bf16, widened to fp32 as they are loaded: half the bytes a step streams, fp32
-  arithmetic throughout;
+  stores those panels as bf16: half the bytes a step streams; where the build targets AVX512-BF16 the
+  matmuls then multiply in bf16 (vdpbf16ps, ``csrc/dpbf16.cpp``: activations rounded to bf16 at each
+  matmul input, fp32 accumulation, ~2x the fp32 kernel's multiply-adds a cycle), elsewhere the bf16
+  weights are widened to fp32 as they are loaded (fp32 arithmetic throughout);
 * without the compiled kernels (no C++ compiler, or ``compiled=False``), stores every weight pre-packed in
   oneDNN's blocked layout (``mkldnn._reorder_linear_weight``; 1.5-4x ``F.linear`` at 1-32 rows) and runs
   the same step in Python;
@@ -92,10 +94,11 @@ class Linear:
         else:
             self.weight = weight
 
-    def to_bf16(self) -> None:
-        """Store panel-packed weights as bf16 (round to nearest even; the kernel widens them back to fp32)."""
+    def to_bf16(self, dot: bool) -> None:
+        """Store panel-packed weights as bf16 (round to nearest even): ``dot``, as pair panels for the
+        vdpbf16ps kernel (bf16 products); else in the same panels, widened back to fp32 by the kernel."""
         if self.kind == "panel":
-            self.weight = self.weight.to(torch.bfloat16)
+            self.weight = bf16_panels(self.weight, dot)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "panel":
@@ -103,6 +106,14 @@ class Linear:
         if self.kind == "mkldnn":
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+def bf16_panels(panels: torch.Tensor, dot: bool) -> torch.Tensor:
+    """fp32 panels (``pack_panels``, ``[N / 8, K, 8]``) in bf16: as ``pack_panels_dpbf16`` pair panels for the
+    vdpbf16ps kernel (``dot``), else the same layout in bf16 (widened to fp32 by the kernel)."""
+    if not dot:
+        return panels.to(torch.bfloat16)
+    return torch.ops.tulu.pack_panels_dpbf16(panels.transpose(1, 2).reshape(-1, panels.shape[1]))
 
 
 @dataclass
@@ -165,22 +176,27 @@ class FastLlama:
         self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
         self._cos = self._sin = None
         self.bf16_panels = False
+        # bf16 weights mean bf16 products (vdpbf16ps) where this build has them, else bf16 storage widened
+        # to fp32; bf16_dot: this engine's weights are bf16 and multiplied in bf16
+        self._dot_kernel = self.compiled and weight_precision.dot_products_available()
+        self.bf16_dot = False
         self.load_state_dict({k: v for k, v in model.state_dict().items()})
         self.weight_choice = weight_precision.choose(
-            setting, compiled=self.compiled, hidden=self.hidden_size, measure=self._measure_bf16,
+            setting, compiled=self.compiled, dot=self._dot_kernel, hidden=self.hidden_size, measure=self._measure_bf16,
             key_parts=dict(model="decode-step", layers=self.num_layers, hidden=self.hidden_size,
                            intermediate=self.layers[0].down.in_features, heads=self.num_heads,
                            kv_heads=self.num_kv_heads, head_dim=self.head_dim, vocab=self.vocab_size,
                            batch=self.batch_hint))
         if self.weight_choice.dtype == "bfloat16" and self.compiled:
             self.bf16_panels = True
+            self.bf16_dot = self._dot_kernel
             self._panels_to_bf16()
 
     def _panels_to_bf16(self) -> None:
         for layer in self.layers:
             for lin in (layer.qkv, layer.o, layer.gate_up, layer.down):
-                lin.to_bf16()
-        self.lm_head.to_bf16()
+                lin.to_bf16(self._dot_kernel)
+        self.lm_head.to_bf16(self._dot_kernel)
         # the embedding rows rounded the same way (kept fp32: a lookup reads a few rows): every matrix of the
         # model is then its bf16 value, so a tied head and the embedding agree
         self.embed = self.embed.to(torch.bfloat16).to(self.dtype)
@@ -194,14 +210,15 @@ class FastLlama:
 
     def _measure_bf16(self, positions: int = 64, repeats: int = 5) -> dict:
         """Seconds of one compiled decode step (all layers and the LM head, ``batch_hint`` rows, ``positions``
-        cached tokens) on the fp32 panels and on the same panels in bf16, alternating (weights.time_steps)."""
+        cached tokens) on the fp32 panels and on the bf16 panels the engine would use (pair panels for bf16
+        products where available), alternating (weights.time_steps)."""
         b = self.batch_hint
         cache = torch.zeros(self.num_layers, 2, b, self.num_kv_heads, positions + 1, self.head_dim)
         tokens = torch.arange(b) % self.vocab_size
         pos = torch.full((b,), positions)
         cos, sin = self._rope(pos)
-        flats = {"fp32": self._flat, "bf16": [t.to(torch.bfloat16) if t.dim() == 3 else t for t in self._flat]}
-        heads = {"fp32": self.lm_head.weight, "bf16": self.lm_head.weight.to(torch.bfloat16)}
+        flats = {"fp32": self._flat, "bf16": [bf16_panels(t, self._dot_kernel) if t.dim() == 3 else t for t in self._flat]}
+        heads = {"fp32": self.lm_head.weight, "bf16": bf16_panels(self.lm_head.weight, self._dot_kernel)}
 
         def step(kind: str):
             def run():
@@ -213,7 +230,7 @@ class FastLlama:
         with torch.inference_mode():
             best = weight_precision.time_steps({"fp32": step("fp32"), "bf16": step("bf16")}, repeats)
         return {"fp32_s": best["fp32"], "bf16_s": best["bf16"], "speedup": best["fp32"] / best["bf16"], "batch": b,
-                "positions": positions}
+                "positions": positions, "products": "bf16" if self._dot_kernel else "fp32"}
 
     # ---------------------------------------------------------------- weights
     def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:

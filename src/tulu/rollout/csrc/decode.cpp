@@ -13,7 +13,8 @@
 // order of floating-point sums differs, and it is the same for every row whatever the batch (batch
 // invariance, tested). The panel-packed weights may also be bf16 (pack_panels_bf16): half the bytes a
 // step streams; they are widened to fp32 as they are loaded, and everything else stays fp32 (activations,
-// accumulators, norms, the KV cache). Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
+// accumulators, norms, the KV cache); or, on AVX512-BF16 builds, bf16 pair panels multiplied in bf16 (dpbf16.cpp).
+// Registered as torch.ops.tulu.*; built and loaded by tulu/rollout/kernels.py, which
 // falls back to the Python step when no compiler is available.
 
 #include <ATen/ATen.h>
@@ -28,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dpbf16.h"
 #include "vec.h"
 
 namespace {
@@ -99,24 +101,35 @@ at::Tensor pack_panels_bf16(const at::Tensor& w) { return pack_panels(w).to(at::
 template <typename W>
 void panel_run(const float* xp, const W* wptr, const float* bp, float* yp, int64_t M, int64_t K, int64_t P);
 
+// [N, K] -> bf16 pair panels for the AVX512-BF16 kernel (dpbf16.cpp), [N / 16, ceil(K / 2), 32].
+at::Tensor pack_panels_dpbf16(const at::Tensor& w) { return tulu_dpbf16::pack(w); }
+
+bool has_dpbf16() { return tulu_dpbf16::available(); }
+
 at::Tensor panel_linear(const at::Tensor& x_in, const at::Tensor& wp, const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(wp.dim() == 3 && wp.size(2) == kPanel && wp.size(0) % 2 == 0 && wp.is_contiguous() &&
-                  (wp.scalar_type() == at::kFloat || wp.scalar_type() == at::kBFloat16),
-              "panel_linear: weight must come from pack_panels or pack_panels_bf16");
+  const bool dp = wp.dim() == 3 && wp.size(2) == tulu_dpbf16::kWidth && wp.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(wp.dim() == 3 && wp.is_contiguous() &&
+                  (dp || (wp.size(2) == kPanel && wp.size(0) % 2 == 0 &&
+                          (wp.scalar_type() == at::kFloat || wp.scalar_type() == at::kBFloat16))),
+              "panel_linear: weight must come from pack_panels, pack_panels_bf16 or pack_panels_dpbf16");
   const at::Tensor x = x_in.contiguous();
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == wp.size(1) && x.scalar_type() == at::kFloat,
-              "panel_linear: x must be [M, ", wp.size(1), "] float32");
-  const int64_t M = x.size(0), K = wp.size(1), P = wp.size(0), N = P * kPanel;
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat &&
+                  (dp ? (x.size(1) + 1) / 2 == wp.size(1) : x.size(1) == wp.size(1)),
+              "panel_linear: x must be [M, ", dp ? 2 * wp.size(1) : wp.size(1), "] float32");
+  const int64_t M = x.size(0), K = x.size(1), P = wp.size(0), N = P * (dp ? tulu_dpbf16::kCols : kPanel);
   at::Tensor b;
   if (bias.has_value() && bias->defined() && bias->numel() > 0) {
     b = bias->contiguous();
     TORCH_CHECK(b.numel() == N, "panel_linear: bias has ", b.numel(), " elements, expected ", N);
   }
   at::Tensor y = at::empty({M, N}, x.options());
+  if (M == 0) return y;  // (the row blocks below assume at least one row)
   const float* xp = x.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  if (wp.scalar_type() == at::kBFloat16)
+  if (dp)
+    tulu_dpbf16::run(xp, M, K, reinterpret_cast<const uint16_t*>(wp.data_ptr<at::BFloat16>()), P, bp, yp);
+  else if (wp.scalar_type() == at::kBFloat16)
     panel_run(xp, reinterpret_cast<const uint16_t*>(wp.data_ptr<at::BFloat16>()), bp, yp, M, K, P);
   else
     panel_run(xp, wp.data_ptr<float>(), bp, yp, M, K, P);
@@ -418,5 +431,7 @@ TORCH_LIBRARY(tulu, m) {
         TORCH_FN(decode_layers));
   m.def("pack_panels(Tensor w) -> Tensor", TORCH_FN(pack_panels));
   m.def("pack_panels_bf16(Tensor w) -> Tensor", TORCH_FN(pack_panels_bf16));
+  m.def("pack_panels_dpbf16(Tensor w) -> Tensor", TORCH_FN(pack_panels_dpbf16));
+  m.def("has_dpbf16() -> bool", TORCH_FN(has_dpbf16));
   m.def("panel_linear(Tensor x, Tensor w, Tensor? bias) -> Tensor", TORCH_FN(panel_linear));
 }
