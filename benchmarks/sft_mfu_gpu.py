@@ -27,7 +27,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TULU_PROGRESS", "0")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,7 +98,7 @@ def bench(name: str, args) -> None:
                        mixed_precision="bf16" if args.device == "cuda" else "no", max_grad_norm=1.0,
                        gradient_checkpointing=args.gradient_checkpointing, resume="never")
     with tempfile.TemporaryDirectory() as out:
-        _, result = fit(tcfg, model, SFTTask("sum", args.head_chunk), items, out, desc=name)
+        engine, result = fit(tcfg, model, SFTTask("sum", args.head_chunk), items, out, desc=name)
         hist = result.history
     plan = make_plan(len(items), tcfg, 1)
     # per-step wall times come from the loop's own records (it synchronises through .item() on the loss)
@@ -124,7 +123,7 @@ def bench(name: str, args) -> None:
           f"accumulation, {len(measured)} timed steps: {tokens / t:,.0f} tokens/s, {achieved:.1f} TFLOP/s, "
           f"MFU {mfu} (peak {peak} TFLOP/s bf16 dense), max memory {mem:.1f} GiB, "
           f"last loss/token {hist[-1]['nll_per_token']:.3f}", flush=True)
-    del trainer, model
+    del engine, model  # free the GPU memory before the next model's run
     if args.device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
-import json
 import logging
 import os
 import re
