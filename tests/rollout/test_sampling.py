@@ -92,8 +92,6 @@ def test_compiled_nucleus_is_the_exact_nucleus(monkeypatch, request, temperature
 def test_compiled_argmax_logsumexp_matches_torch(request):
     """The fused greedy pass against torch.argmax and float64 logsumexp: shapes with and without an 8-wide
     tail, ties (first index wins), and torch's answers for NaN, all -inf and +inf rows."""
-    from tulu.rollout import kernels
-
     request.getfixturevalue("compiled_kernels")  # fails where a compiler exists but the build does not work
     g = torch.Generator().manual_seed(2)
     for rows, vocab in ((1, 1), (3, 7), (4, 1001), (32, 49152)):
@@ -114,8 +112,6 @@ def test_compiled_argmax_logsumexp_matches_torch(request):
 def test_greedy_returns_argmax_and_its_log_softmax(monkeypatch, request):
     """Both paths (compiled=False keeps to torch ops: the op must not be called) give the argmax and its
     log-softmax."""
-    from tulu.rollout import kernels
-
     logits = torch.randn(5, 3000) * 4
     ref_tok, ref_lp = logits.argmax(-1), torch.log_softmax(logits.double(), -1).max(-1).values
     for compiled in (True, False):

@@ -4,7 +4,6 @@ effective batch, to float tolerance: the same losses at every step and the same 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
