@@ -17,6 +17,8 @@ from tulu.rollout import SamplingParams, get_backend
 from tulu.rollout import weights as wp
 from tulu.rollout.llama import FastLlama
 
+from bf16_checks import agreement, logprob_gaps, prompts
+
 # |log p_bf16(token) - log p_fp32(token)| of sampled tokens against a teacher-forced fp32 forward, the bounds
 # docs/rollout.md states for bf16 products. Tiny random model: max (measured ~2e-3); embedded SmolLM2-135M:
 # max and mean over the sampled tokens (measured 0.099 and 0.015; the widening path: 0.052, 0.008).
@@ -126,37 +128,15 @@ def test_dot_engine_matches_hf_with_bf16_inputs_and_decode_matches_prefill(dot, 
     assert (logits - fp32.prefill(seqs, all_logits=True)[0]).abs().max() < 0.05  # close, not equal
 
 
-def _gap(model, c) -> list[float]:
-    prompt = list(c.prompt_token_ids)
-    with torch.no_grad():
-        logits = model(torch.tensor([prompt + c.token_ids])).logits[0, len(prompt) - 1:-1].float()
-    ref = torch.log_softmax(logits, -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
-    return (ref - torch.tensor(c.logprobs)).abs().tolist()
-
-
-def _agreement(a, b) -> float:
-    same = total = 0
-    for x, y in zip(a, b):
-        for ca, cb in zip(x.completions, y.completions):
-            n = min(len(ca.token_ids), len(cb.token_ids))
-            same += sum(1 for i in range(n) if ca.token_ids[:i + 1] == cb.token_ids[:i + 1])
-            total += max(len(ca.token_ids), len(cb.token_ids))
-    return same / max(total, 1)
-
-
-def _prompts():
-    return [[{"role": "user", "content": q}] for q in ("What is 2+2?", "Name a colour.", "Say hello.", "Count to 3.")]
-
-
 def test_dot_sampled_logprobs_near_teacher_forced_fp32(dot, tiny):
     model, tok = tiny
     bf16 = get_backend("fast", model, tok, max_batch_size=4, dtype="bfloat16")
     fp32 = get_backend("fast", model, tok, max_batch_size=4, dtype="float32")
     assert bf16.engine.weight_choice.products == "bf16" and "vdpbf16ps" in bf16.engine.weight_choice.reason
     p = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3, logprobs=True)
-    gaps = [g for out in bf16.generate(_prompts(), p) for c in out.completions for g in _gap(model, c)]
+    gaps = [g for out in bf16.generate(prompts(), p) for c in out.completions for g in logprob_gaps(model, c)]
     g = SamplingParams(max_new_tokens=12)
-    rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
+    rate = agreement(bf16.generate(prompts(), g), fp32.generate(prompts(), g))
     print(f"bf16 products, tiny model: greedy agreement with fp32 {rate:.0%}; sampled |dlogp| max {max(gaps):.2e}")
     assert max(gaps) < TINY_DOT_LOGPROB_TOL, max(gaps)
     assert 0.0 < rate <= 1.0
@@ -171,10 +151,10 @@ def test_embedded_dot_logprobs_and_greedy_agreement(dot, embedded):
     fp32 = get_backend("fast", model, tok, max_batch_size=8, dtype="float32")
     assert bf16.engine.bf16_dot
     p = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0)
-    gaps = [g for out in bf16.generate(_prompts(), p) for c in out.completions for g in _gap(model, c)]
+    gaps = [g for out in bf16.generate(prompts(), p) for c in out.completions for g in logprob_gaps(model, c)]
     worst, mean = max(gaps), sum(gaps) / len(gaps)
     g = SamplingParams(max_new_tokens=24)
-    rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
+    rate = agreement(bf16.generate(prompts(), g), fp32.generate(prompts(), g))
     print(f"embedded, bf16 products: greedy agreement with fp32 {rate:.0%}; sampled |dlogp| max {worst:.3f} "
           f"mean {mean:.4f}")
     assert worst < EMBEDDED_DOT_MAX_TOL and mean < EMBEDDED_DOT_MEAN_TOL, (worst, mean)

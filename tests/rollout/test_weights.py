@@ -18,6 +18,8 @@ from tulu.rollout import SamplingParams, get_backend, kernels
 from tulu.rollout import weights as wp
 from tulu.rollout.llama import FastLlama
 
+from bf16_checks import agreement, logprob_gaps, prompts
+
 needs_kernels = pytest.mark.usefixtures("compiled_kernels")
 
 
@@ -87,20 +89,6 @@ def test_bf16_engine_is_the_fp32_engine_on_rounded_weights(tiny, widening):
     assert ours.layers[1].down.weight.dtype == torch.bfloat16 and ours._flat[1].dtype == torch.bfloat16
 
 
-def _agreement(a, b) -> float:
-    same = total = 0
-    for x, y in zip(a, b):
-        for ca, cb in zip(x.completions, y.completions):
-            n = min(len(ca.token_ids), len(cb.token_ids))
-            same += sum(1 for i in range(n) if ca.token_ids[:i + 1] == cb.token_ids[:i + 1])
-            total += max(len(ca.token_ids), len(cb.token_ids))
-    return same / max(total, 1)
-
-
-def _prompts():
-    return [[{"role": "user", "content": q}] for q in ("What is 2+2?", "Name a colour.", "Say hello.", "Count to 3.")]
-
-
 @needs_kernels
 def test_bf16_sampled_logprobs_near_teacher_forced_fp32(tiny, widening):
     """Sampled tokens' log-probs from bf16 weights against the fp32 model's own teacher-forced forward; and the
@@ -110,23 +98,15 @@ def test_bf16_sampled_logprobs_near_teacher_forced_fp32(tiny, widening):
     fp32 = get_backend("fast", model, tok, max_batch_size=4, dtype="float32")
     p = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3, logprobs=True)
     worst = 0.0
-    for out in bf16.generate(_prompts(), p):
+    for out in bf16.generate(prompts(), p):
         for c in out.completions:
             assert c.logprobs is not None and len(c.logprobs) == len(c.token_ids)
-            worst = max(worst, _gap(model, c))
+            worst = max(worst, max(logprob_gaps(model, c)))
     assert worst < TINY_LOGPROB_TOL, worst
     g = SamplingParams(max_new_tokens=12)
-    rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
+    rate = agreement(bf16.generate(prompts(), g), fp32.generate(prompts(), g))
     print(f"greedy agreement bf16 vs fp32 (tiny model): {rate:.0%}; max |dlogp| sampled {worst:.2e}")
     assert 0.0 < rate <= 1.0
-
-
-def _gap(model, c) -> float:
-    prompt = list(c.prompt_token_ids)
-    with torch.no_grad():
-        logits = model(torch.tensor([prompt + c.token_ids])).logits[0, len(prompt) - 1:-1].float()
-    ref = torch.log_softmax(logits, -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
-    return float((ref - torch.tensor(c.logprobs)).abs().max())
 
 
 def test_auto_follows_the_injected_measurement(monkeypatch):
@@ -220,17 +200,10 @@ def test_embedded_bf16_logprobs_and_greedy_agreement(embedded, widening):
     bf16 = get_backend("fast", model, tok, max_batch_size=8, dtype="bfloat16")
     fp32 = get_backend("fast", model, tok, max_batch_size=8, dtype="float32")
     p = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0)
-    gaps = []
-    for out in bf16.generate(_prompts(), p):
-        for c in out.completions:
-            prompt = list(c.prompt_token_ids)
-            with torch.no_grad():
-                logits = model(torch.tensor([prompt + c.token_ids])).logits[0, len(prompt) - 1:-1]
-            ref = torch.log_softmax(logits.float(), -1)[torch.arange(len(c.token_ids)), torch.tensor(c.token_ids)]
-            gaps += (ref - torch.tensor(c.logprobs)).abs().tolist()
+    gaps = [g for out in bf16.generate(prompts(), p) for c in out.completions for g in logprob_gaps(model, c)]
     worst, mean = max(gaps), sum(gaps) / len(gaps)
     g = SamplingParams(max_new_tokens=24)
-    rate = _agreement(bf16.generate(_prompts(), g), fp32.generate(_prompts(), g))
+    rate = agreement(bf16.generate(prompts(), g), fp32.generate(prompts(), g))
     print(f"embedded: greedy agreement bf16 vs fp32 {rate:.0%}; sampled |dlogp| max {worst:.3f} mean {mean:.4f}")
     assert worst < EMBEDDED_MAX_TOL and mean < EMBEDDED_MEAN_TOL, (worst, mean)
     assert rate >= 0.5, rate
