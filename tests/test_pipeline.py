@@ -77,3 +77,6 @@ def test_eval_task_limits_are_checked_before_any_stage_runs():
         PipelineConfig(eval=EvalStageConfig(tasks=["gsm8k", "ifeval"], task_limits={"mmlu": 3}))
     with pytest.raises(ValueError, match="a count must be >= 0"):
         PipelineConfig(eval=EvalStageConfig(tasks=["gsm8k"], task_limits={"gsm8k": -1}))
+    assert PipelineConfig(eval=EvalStageConfig(dtype="float32")).eval.dtype == "float32"
+    with pytest.raises(ValueError, match="eval.dtype: 'int8' is not one of auto, float32"):
+        PipelineConfig(eval=EvalStageConfig(dtype="int8"))

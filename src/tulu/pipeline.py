@@ -54,6 +54,9 @@ class DecontamStageConfig:
     workers: int = option(0, "Worker processes for the training-side scan (0: one per core).")
 
 
+EVAL_DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+
+
 @dataclass
 class EvalStageConfig:
     tasks: list[str] = option(default_factory=lambda: ["gsm8k", "ifeval"],
@@ -67,6 +70,9 @@ class EvalStageConfig:
         help="Which stages' models to evaluate (a stage that did not run is skipped).")
     backend: str = option("auto", "Generation backend: auto (vllm on GPU, else fast), fast, hf, vllm.")
     batch_size: int = option(8, "Prompts per generate call.")
+    dtype: str = option("auto", "float32 | bfloat16 | auto, as `tulu eval --dtype`: on CPU the fast backend's weight "
+                                "precision (auto: bf16 only where a cached per-machine measurement finds it faster; "
+                                "results.json records the choice), elsewhere the model's dtype.")
     max_new_tokens: int = option(0, "Cap every task's generation length (0: the task's own setting). A CPU "
                                     "shortcut that changes scores; the report says when it was used.")
 
@@ -101,6 +107,8 @@ class PipelineConfig:
         stray = sorted(set(self.eval.task_limits) - set(self.eval.tasks))
         if stray:  # caught before hours of training, not at the eval stage
             raise ValueError(f"eval.task_limits: {', '.join(stray)} not in eval.tasks ({', '.join(self.eval.tasks)})")
+        if str(self.eval.dtype).lower() not in EVAL_DTYPES:
+            raise ValueError(f"eval.dtype: {self.eval.dtype!r} is not one of {', '.join(EVAL_DTYPES)}")
         negative = sorted(t for t, n in self.eval.task_limits.items() if n < 0)
         if negative:
             raise ValueError(f"eval.task_limits: {negative[0]}: a count must be >= 0 (0: every item)")
@@ -238,7 +246,7 @@ class Pipeline:
                 continue
             tasks = build_tasks(e.tasks, max_new_tokens=e.max_new_tokens or None, backend=e.backend)
             print(f"-- {which}: {path}", flush=True)
-            with load_backend(path, e.backend) as backend:
+            with load_backend(path, e.backend, dtype=e.dtype) as backend:
                 evaluate(tasks, backend, model=path, output=self.root / "eval" / which, limit=e.limit or None,
                          task_limits=e.task_limits, batch_size=e.batch_size,
                          model_key=model_fingerprint(resolve_model_path(path)),
