@@ -136,3 +136,26 @@ def test_serve_is_the_alpaca_eval_judge_endpoint(server, http, tmp_path, tokeniz
     assert 0.0 <= res["metrics"]["lc_win_rate"]["value"] <= 100.0
     # two items, each judged in both orders
     assert http.get("/health")[1]["models"]["beta"]["requests"] - before == 4
+
+
+def test_cpu_fast_engine_takes_dtype_as_its_weight_precision(tokenizer, tmp_path):
+    """On CPU, `tulu serve --dtype` is the compiled decode step's weight precision (as for `tulu eval`): the model
+    loads in fp32 and the engine stores bf16 weights when asked; the HF fallback keeps the model's own dtype."""
+    import torch
+
+    from tulu.models import tiny_model
+    from tulu.rollout import kernels
+    from tulu.serve.registry import ModelSpec
+
+    model, _ = tiny_model(seed=0, tokenizer=tokenizer)
+    save_model(model, tokenizer, tmp_path / "tiny")
+    spec = ModelSpec("tiny", "tiny", str(tmp_path / "tiny"))
+    fp32 = load_engine(spec, dtype="float32", device="cpu")
+    assert fp32.eng.weight_choice.dtype == "float32" and fp32.eng.dtype == torch.float32
+    bf16 = load_engine(spec, dtype="bfloat16", device="cpu")
+    assert bf16.eng.weight_choice.dtype == "bfloat16" and bf16.eng.weight_choice.source == "explicit"
+    if kernels.available():  # the compiled step keeps fp32 activations over bf16 panels
+        assert bf16.eng.dtype == torch.float32 and bf16.eng.layers[0].down.weight.dtype == torch.bfloat16
+    assert load_engine(spec, dtype="auto", device="cpu").eng.weight_choice.dtype == "float32"  # tiny: never bf16
+    for e in (fp32, bf16):
+        e.close()

@@ -215,14 +215,17 @@ class FastEngine(ThreadedEngine):
 
     def __init__(self, name: str, model, tokenizer, *, max_batch_size: int = 32, max_model_len: int = 2048,
                  kv_cache_gb: float = 4.0, prefill_tokens: int = 512, device: str | None = None,
-                 compiled: bool | None = None):
+                 compiled: bool | None = None, weights: str = "float32"):
+        """``weights``: the compiled CPU decode step's weight precision (float32 | bfloat16 | auto;
+        :mod:`tulu.rollout.weights`), logged once."""
         from tulu.rollout.llama import FastLlama
 
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.name = name
         self.tokenizer = tokenizer
-        self.eng = FastLlama(model, batch_hint=max_batch_size, device=device, compiled=compiled)
+        self.eng = FastLlama(model, batch_hint=max_batch_size, device=device, compiled=compiled, weights=weights)
+        log.info("%s: %s", name, self.eng.weight_choice.describe())
         self.max_model_len = min(max_model_len, self.eng.max_positions)
         per_row = self.eng.cache_bytes(1, self.max_model_len)
         self.slots = max(1, min(max_batch_size, int(kv_cache_gb * 2**30) // per_row))
