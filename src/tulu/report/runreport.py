@@ -27,13 +27,11 @@ PIPELINE_KEYS = {"data": None, "decontam": ("summary",), "sft": ("steps", "examp
 def size_phrase(results: dict) -> str:
     """How many items of each task an eval ran, in words ("" when every item): "first 20 items of each task",
     "first 300 items of gsm8k; every item of the other tasks"."""
-    limit, per = results.get("limit"), {t: n for t, n in (results.get("task_limits") or {}).items()}
-    general = f"first {limit} items of each task" if limit else "every item"
+    limit, per = results.get("limit"), results.get("task_limits") or {}
     if not per:
-        return general if limit else ""
+        return f"first {limit} items of each task" if limit else ""
     parts = [f"first {n} items of {t}" if n else f"every item of {t}" for t, n in sorted(per.items())]
-    return "; ".join(parts) + ("; " + general.replace("each task", "the other tasks") if limit
-                               else "; every item of the other tasks")
+    return "; ".join(parts + [f"first {limit} items of the other tasks" if limit else "every item of the other tasks"])
 
 
 def _eval_ids(run: RunData, task: str) -> list[str]:

@@ -58,14 +58,10 @@ def load_backend(model: str, backend: str = "auto", device: str | None = None, d
     :func:`tulu.models.parse_dtype` reads it (``auto``: fp32 on CPU, bf16 on GPUs that have it)."""
     if backend in ("vllm", "openai"):
         return get_backend(backend, model)
-    from tulu.models import default_device, load_model_and_tokenizer, parse_dtype
+    from tulu.models import load_model_and_tokenizer, parse_dtype
+    from tulu.rollout.weights import is_cpu_weight_precision
 
-    import torch
-
-    from tulu.rollout.weights import ALIASES
-
-    cpu = (torch.device(device) if device else default_device()).type == "cpu"
-    if cpu and backend in ("fast", "auto") and str(dtype).lower() in ALIASES:  # (float16: the model's dtype)
+    if is_cpu_weight_precision(backend, device, dtype):
         from tulu.rollout.llama import supports
 
         mdl, tok = load_model_and_tokenizer(model, dtype="float32", device="cpu")

@@ -65,6 +65,16 @@ def normalize(value) -> str:
     return name
 
 
+def is_cpu_weight_precision(backend: str, device: str | None, dtype) -> bool:
+    """Whether ``dtype`` means the fast CPU decode step's weight precision here (the model then loads in fp32):
+    on CPU, with the ``fast`` or ``auto`` backend, for float32 | bfloat16 | auto (float16 stays the model's
+    dtype). ``tulu.rollout.load_backend`` and ``tulu serve`` read ``--dtype`` through this one rule."""
+    from tulu.models import default_device
+
+    cpu = (torch.device(device) if device else default_device()).type == "cpu"
+    return cpu and backend in ("fast", "auto") and str(dtype).lower() in ALIASES
+
+
 @dataclass
 class WeightChoice:
     """``dtype``: the decode step's weight storage (float32 | bfloat16); ``source``: explicit | auto;

@@ -106,15 +106,10 @@ def load_engine(spec: ModelSpec, *, backend: str = "auto", device: str | None = 
     from tulu.serve.engine import FastEngine
     from tulu.serve.fallback import HFEngine
 
-    from tulu.models import default_device
-    from tulu.rollout.weights import ALIASES
+    from tulu.rollout.weights import is_cpu_weight_precision
 
-    import torch
-
-    # on CPU the fast engine takes fp32 weights and `dtype` as its decode step's weight precision (bf16 storage,
-    # and bf16 products on avx512_bf16 hosts, where measured faster), as `tulu eval` does (tulu.rollout)
-    cpu_weights = (torch.device(device) if device else default_device()).type == "cpu" and backend in (
-        "fast", "auto") and str(dtype).lower() in ALIASES
+    # on CPU the fast engine takes fp32 weights and `dtype` as its decode step's weight precision, as `tulu eval`
+    cpu_weights = is_cpu_weight_precision(backend, device, dtype)
     model, tokenizer = load_model_and_tokenizer(spec.path, dtype="float32" if cpu_weights else dtype, device=device)
     reason = supports(model)
     if backend == "fast" and reason:
