@@ -31,7 +31,8 @@ def size_phrase(results: dict) -> str:
     if not per:
         return f"first {limit} items of each task" if limit else ""
     parts = [f"first {n} items of {t}" if n else f"every item of {t}" for t, n in sorted(per.items())]
-    return "; ".join(parts + [f"first {limit} items of the other tasks" if limit else "every item of the other tasks"])
+    rest = f"first {limit} items of the other tasks" if limit else "every item of the other tasks"
+    return "; ".join(parts + [rest])
 
 
 def _eval_ids(run: RunData, task: str) -> list[str]:
