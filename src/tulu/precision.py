@@ -11,7 +11,8 @@ Two facts decide it on a CPU:
   under ``torch.autocast(dtype=torch.bfloat16)``, alternating, best of 3 each. The casts autocast makes are
   part of what is timed. bf16 is picked when it is at least :data:`MIN_SPEEDUP` times faster. The result is
   cached per machine in ``<tulu cache>/precision/<key>.json`` (key: CPU flags, torch version, thread count
-  and the shapes), like the compiled decode step, so later runs read it instead of measuring.
+  and the shapes), like the compiled decode step, so later runs read it instead of measuring. A measurement
+  taken while other work loads the host (:func:`host_busy`) is used for that run only and not cached.
 
 Models whose hidden size is below :data:`MIN_HIDDEN` (the tiny test Llama) stay fp32: their matmuls are too
 small for bf16 to pay for the casts, and a measurement that small is mostly noise.
@@ -132,29 +133,61 @@ def _cache_path(shapes: Shapes):
     return cache_dir() / "precision" / f"{key}.json"
 
 
-def cached_measure(shapes: Shapes) -> tuple[dict, bool]:
-    """The micro-measurement for this machine and ``shapes``: from the cache, or measured once (under a file
-    lock, written atomically). Returns (result, whether it came from the cache)."""
+def _read_cached(path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def host_load() -> tuple[float, int]:
+    """(1-minute load average, CPUs this process may use); load 0.0 where the OS does not report one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0], cpus
+    except (AttributeError, OSError):
+        return 0.0, cpus
+
+
+def host_busy() -> str | None:
+    """A sentence when other work competes for this process's CPUs (1-minute load average above the CPU count
+    plus one: the measuring process itself accounts for up to its thread count), else None. A timing taken
+    then says more about the other work than about the host."""
+    load, cpus = host_load()
+    return f"load average {load:.1f} on {cpus} CPUs" if load > cpus + 1 else None
+
+
+def measure_once(path, measure, what: str = "bf16 micro-measurement") -> tuple[dict, bool]:
+    """``measure()`` for this machine, from the JSON cache at ``path`` or run once under a file lock and
+    written atomically; returns (result, whether it came from the cache). A measurement taken while the host
+    is busy (:func:`host_busy`, checked before and after) is used for this run only and NOT cached, so one
+    noisy moment does not decide every later run on the machine."""
     from tulu.utils import atomic_write_json, file_lock
 
-    path = _cache_path(shapes)
-    if path.is_file():
-        try:
-            return json.loads(path.read_text()), True
-        except (OSError, json.JSONDecodeError):
-            pass
+    hit = _read_cached(path)
+    if hit is not None:
+        return hit, True
     with file_lock(path.parent / ".measure.lock"):
-        if path.is_file():
-            try:
-                return json.loads(path.read_text()), True
-            except (OSError, json.JSONDecodeError):
-                pass
-        result = measure(shapes)
-        result.update(hidden=shapes.hidden, intermediate=shapes.intermediate, torch=torch.__version__)
+        hit = _read_cached(path)  # another process measured while we waited
+        if hit is not None:
+            return hit, True
+        busy_before = host_busy()
+        result = measure()
+        busy = busy_before or host_busy()
+        if busy:
+            log.warning("%s taken on a busy host (%s): used for this run only, not cached; it is measured again "
+                        "next time (or set the dtype explicitly)", what, busy)
+            return dict(result, busy=busy), False
         atomic_write_json(path, result)
-        log.info("bf16 micro-measurement (once per machine, cached in %s): fp32 %.1f ms, bf16 %.1f ms", path,
-                 1e3 * result["fp32_s"], 1e3 * result["bf16_s"])
-        return result, False
+    log.info("%s (once per machine, cached in %s): fp32 %.1f ms, bf16 %.1f ms", what, path,
+             1e3 * result["fp32_s"], 1e3 * result["bf16_s"])
+    return result, False
+
+
+def cached_measure(shapes: Shapes) -> tuple[dict, bool]:
+    """The micro-measurement for this machine and ``shapes`` (:func:`measure_once`)."""
+    return measure_once(_cache_path(shapes), lambda: dict(measure(shapes), hidden=shapes.hidden,
+                                                          intermediate=shapes.intermediate, torch=torch.__version__))
 
 
 # --------------------------------------------------------------------------------------- the decision

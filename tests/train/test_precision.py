@@ -73,6 +73,7 @@ def test_auto_adds_no_autocast_over_bf16_weights_nor_on_tiny_models(monkeypatch)
 
 def test_the_measurement_runs_once_per_machine_and_shapes(monkeypatch, tmp_path):
     monkeypatch.setenv("TULU_CACHE", str(tmp_path))
+    monkeypatch.setattr(P, "host_busy", lambda: None)  # the test suite itself may load the host
     calls = []
     real = P.measure
     monkeypatch.setattr(P, "measure", lambda shapes, **kw: calls.append(shapes) or real(shapes, tokens=16, repeats=1))
@@ -84,6 +85,34 @@ def test_the_measurement_runs_once_per_machine_and_shapes(monkeypatch, tmp_path)
     assert len(files) == 1 and json.loads(files[0].read_text())["speedup"] == first["speedup"]
     P.cached_measure(P.Shapes(32, 96))
     assert len(calls) == 2  # other shapes: measured again
+
+
+def test_a_measurement_on_a_busy_host_is_not_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("TULU_CACHE", str(tmp_path))
+    load = {"now": (5.0, 2)}
+    monkeypatch.setattr(P, "host_load", lambda: load["now"])
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"fp32_s": 0.02, "bf16_s": 0.03, "speedup": 0.67}
+
+    path = tmp_path / "precision" / "m.json"
+    path.parent.mkdir()
+    result, cached = P.measure_once(path, measure)
+    assert cached is False and result["busy"] == "load average 5.0 on 2 CPUs" and not path.exists()
+    assert P.measure_once(path, measure)[1] is False and len(calls) == 2  # measured again, still not cached
+    load["now"] = (2.9, 2)  # the measuring process's own threads: not busy
+    assert P.measure_once(path, measure) == ({"fp32_s": 0.02, "bf16_s": 0.03, "speedup": 0.67}, False)
+    assert P.measure_once(path, measure)[1] is True and len(calls) == 3
+
+
+def test_host_busy_reads_the_load_average_against_the_cpus(monkeypatch):
+    monkeypatch.setattr(P.os, "getloadavg", lambda: (3.5, 1.0, 1.0))
+    monkeypatch.setattr(P.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert P.host_busy() == "load average 3.5 on 2 CPUs"
+    monkeypatch.setattr(P.os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert P.host_busy() is None
 
 
 # ------------------------------------------------------------------------------------------- config

@@ -22,8 +22,8 @@ step is at least :data:`MIN_SPEEDUP` times faster than the fp32 one: one decode 
 the kind above that this build uses) alternating, best of 5 each after a warm-up. The result is cached per
 machine in ``<tulu cache>/precision/decode-<key>.json`` (key: CPU flags, torch version, thread count, the
 kernel sources, the model's shapes and the batch), like :mod:`tulu.precision`'s training measurement; later
-runs read it. ``auto`` stays fp32 without measuring when the compiled step is not loaded, when the hidden
-size is below :data:`MIN_HIDDEN` (the tiny test models: too small to measure), and when
+runs read it. One taken while other work loads the host is used for that run only and not cached.
+``auto`` stays fp32 without measuring when the compiled step is not loaded, when the hidden size is below :data:`MIN_HIDDEN` (the tiny test models: too small to measure), and when
 ``TULU_PRECISION=fp32`` is set. The widening path needs only AVX2 (or plain vector code elsewhere), so
 ``auto`` measures on every host rather than looking at CPU flags.
 
@@ -33,7 +33,6 @@ The choice is a :class:`WeightChoice`; the backend logs :meth:`WeightChoice.desc
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -125,30 +124,14 @@ def _cache_path(key_parts: dict):
 
 
 def cached_measure(key_parts: dict, measure: Callable[[], dict]) -> tuple[dict, bool]:
-    """``measure()`` for this machine and ``key_parts`` (shapes, batch): from the cache, or run once under a
-    file lock and written atomically. Returns (result, whether it came from the cache)."""
-    from tulu.utils import atomic_write_json, file_lock
+    """``measure()`` for this machine and ``key_parts`` (shapes, batch), through the per-machine cache
+    (:func:`tulu.precision.measure_once`: not cached when taken on a busy host). Returns (result, whether it
+    came from the cache)."""
+    from tulu.precision import measure_once
 
-    path = _cache_path(key_parts)
-    hit = _read(path)
-    if hit is not None:
-        return hit, True
-    with file_lock(path.parent / ".measure.lock"):
-        hit = _read(path)  # another process measured while we waited
-        if hit is not None:
-            return hit, True
-        result = dict(measure(), **key_parts, torch=torch.__version__, threads=torch.get_num_threads())
-        atomic_write_json(path, result)
-    log.info("bf16-weight decode micro-measurement (once per machine, cached in %s): fp32 %.1f ms, bf16 %.1f ms "
-             "a step", path, 1e3 * result["fp32_s"], 1e3 * result["bf16_s"])
-    return result, False
-
-
-def _read(path) -> dict | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
+    return measure_once(_cache_path(key_parts), lambda: dict(measure(), **key_parts, torch=torch.__version__,
+                                                             threads=torch.get_num_threads()),
+                        what="bf16-weight decode micro-measurement")
 
 
 def choose(setting, *, compiled: bool, hidden: int, key_parts: dict | None = None,
