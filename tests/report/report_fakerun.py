@@ -83,11 +83,16 @@ RLVR_METRICS = [{"step": s, "loss": 0.0, "reward": r, "reward/gsm8k": g, "reward
                 for s, r, g, f in ((1, 1.0, 0.0, 2.0), (2, 1.5, 1.0, 2.0))]
 
 
-def make_run(root: Path, *, sft_gsm: set[int] | None = None, with_ids: bool = True) -> Path:
-    """A pipeline run folder with base and sft evaluated, SFT/DPO/RLVR logs and a decontam report."""
+def make_run(root: Path, *, sft_gsm: set[int] | None = None, with_ids: bool = True,
+             more: dict[str, tuple[set[int], set[int]]] | None = None, base_gsm: set[int] | None = None) -> Path:
+    """A pipeline run folder with base and sft evaluated (and the stages in ``more``: stage -> (gsm8k right,
+    ifeval right)), SFT/DPO/RLVR logs and a decontam report."""
     root.mkdir(parents=True, exist_ok=True)
-    write_eval(root / "eval" / "base", "base", GSM8K_RIGHT["base"], IFEVAL_RIGHT["base"])
+    write_eval(root / "eval" / "base", "base", base_gsm if base_gsm is not None else GSM8K_RIGHT["base"],
+               IFEVAL_RIGHT["base"])
     write_eval(root / "eval" / "sft", "sft", sft_gsm if sft_gsm is not None else GSM8K_RIGHT["sft"], IFEVAL_RIGHT["sft"])
+    for stage, (gsm, ife) in (more or {}).items():
+        write_eval(root / "eval" / stage, stage, gsm, ife)
     (root / "pipeline_config.json").write_text(json.dumps({"seed": 7, "base_model": "tiny",
                                                            "sft": {"train": {"seed": 11}}}))
     (root / "run_facts.json").write_text(json.dumps({

@@ -68,6 +68,48 @@ def test_suite_average_delta_is_mean_of_task_deltas(tmp_path):
     assert avg["values"][0]["value"] == pytest.approx((10 + 15) / 2)
 
 
+def test_whole_recipe_delta_first_stage_to_final_model(tmp_path):
+    # gsm8k right: base {0, 1}, sft {1..9}, rlvr {1..4}; ifeval right: base {0, 1, 2}, sft {0, 1, 3}, rlvr {0..12}
+    run = load_pipeline_run(make_run(tmp_path / "a", more={"rlvr": (set(range(1, 5)), set(range(13)))}))
+    assert run.stages == ["base", "sft", "rlvr"]
+    rows = task_rows(run)
+    gsm = _row(rows, "gsm8k")
+    # base -> rlvr on gsm8k: 3 up (2, 3, 4), 1 down (0): delta +10 points, p = 2 * P[Bin(4, 1/2) <= 1] = 10/16
+    o = gsm["overall"]
+    assert (o["test"], tuple(o["discordant"]), o["n"]) == ("mcnemar", (3, 1), 20)
+    assert o["delta"] == pytest.approx(10.0) and o["p_value"] == pytest.approx(10 / 16) and not o["significant"]
+    assert [d["delta"] for d in gsm["deltas"][1:]] == pytest.approx([35.0, -25.0])  # the stage-to-stage ones
+    # ifeval base -> rlvr: 10 up (3..12), 0 down: p = 2 / 2**10
+    o = _row(rows, "ifeval")["overall"]
+    assert tuple(o["discordant"]) == (10, 0) and o["p_value"] == pytest.approx(2 / 1024) and o["significant"]
+    (avg,) = average_rows(run, rows)
+    assert avg["overall"]["delta"] == pytest.approx((10.0 + 50.0) / 2) and avg["overall"]["n"] == 40
+    report, _ = build([run], plot=False)
+    sec = report["runs"][0]
+    assert sec["eval"]["overall"]["rose"][0].startswith("ifeval (+50.0, p=0.002")
+    assert any(s.startswith("gsm8k (+10.0, p=0.62") for s in sec["eval"]["overall"]["within_noise"])
+    line = next(v for v in sec["verdict"] if v.startswith("rlvr (the final model) against base"))
+    assert "significantly higher: ifeval (+50.0" in line and "LOWER" not in line
+    paths = write([run], tmp_path / "out", plot=False)
+    md = paths["markdown"].read_text()
+    assert "| Δ base→sft [95% CI] p | Δ sft→rlvr [95% CI] p | Δ base→rlvr [95% CI] p |" in md
+    assert "Δ base→rlvr<br><small>whole recipe</small>" in paths["html"].read_text()
+    # two stages: the only delta is already base -> final, no extra column
+    two = load_pipeline_run(make_run(tmp_path / "b"))
+    assert all(r["overall"] is None for r in task_rows(two))
+    assert "whole recipe" not in write([two], tmp_path / "out2", plot=False)["html"].read_text()
+
+
+def test_a_significant_fall_is_named_in_the_verdict(tmp_path):
+    # gsm8k: base right on {0..11}, sft {0..11}, dpo {0}: 11 down, 0 up from base to the final model
+    run = load_pipeline_run(make_run(tmp_path / "a", base_gsm=set(range(12)), sft_gsm=set(range(12)),
+                                     more={"dpo": ({0}, {0, 1, 2})}))
+    report, _ = build([run], plot=False)
+    sec = report["runs"][0]
+    line = next(v for v in sec["verdict"] if v.startswith("dpo (the final model) against base"))
+    assert "significantly LOWER: gsm8k (-55.0, p=<0.001, n=20)" in line
+
+
 def test_contamination_column_union_over_datasets():
     rep = decontam_report()
     ov = contamination.benchmark_overlap(rep)

@@ -22,13 +22,15 @@ def eval_table(section: dict[str, Any]) -> list[str]:
     stages = section["stages"]
     lines = []
     for suite in section["eval"]["suites"]:
+        overall = any("overall" in r and r["overall"] is not None for r in suite["rows"])
+        pairs = [*zip(stages, stages[1:])] + ([(stages[0], stages[-1])] if overall else [])
         lines += [f"#### {suite['suite']} suite", "",
                   "| task | metric | " + " | ".join(stages) + " | " +
-                  " | ".join(f"Δ {a}→{b} [95% CI] p" for a, b in zip(stages, stages[1:])) + " | contamination |",
-                  "|---|---|" + "---:|" * len(stages) + "---|" * (len(stages) - 1) + "---|"]
+                  " | ".join(f"Δ {a}→{b} [95% CI] p" for a, b in pairs) + " | contamination |",
+                  "|---|---|" + "---:|" * len(stages) + "---|" * len(pairs) + "---|"]
         for r in suite["rows"]:
             vals = " | ".join(_value(v) for v in r["values"])
-            deltas = " | ".join(fmt_delta(d) or "—" for d in r["deltas"][1:])
+            deltas = " | ".join(fmt_delta(d) or "—" for d in r["deltas"][1:] + ([r.get("overall")] if overall else []))
             name = f"**{r['task']}**" if r["task"].endswith("average") else r["task"]
             lines.append(f"| {name} | {_esc(r['metric'])} | {vals} | {deltas} | {_esc(r.get('contamination') or '')} |")
         notes = sorted({f"{r['task']}: {r['test_note']}" for r in suite["rows"] if r.get("test_note")})
@@ -39,7 +41,7 @@ def eval_table(section: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['title']}", "", f"Generated {report['generated']}. Scores in %, ± one standard error. "
-             f"Δ: change from the stage before, in points, paired on the same items, with its 95% bootstrap "
+             f"Δ: change from the stage before (and, last, from the first stage to the final model), in points, paired on the same items, with its 95% bootstrap "
              f"interval and p-value (exact McNemar for 0/1 scores, else the paired bootstrap); "
              f"**significant** means p < {report['alpha']}, \"within noise\" means it is not.", ""]
     for sec in report["runs"]:

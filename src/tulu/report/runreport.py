@@ -60,6 +60,7 @@ def run_section(run: RunData, samples_per_task: int = 3) -> dict[str, Any]:
     section = {
         "label": run.label, "root": str(run.root) if run.root else None, "stages": stages,
         "eval": {"suites": suites, "noise": significance.noise_summary(rows + avgs, stages),
+                 "overall": significance.overall_summary(rows + avgs, stages),
                  "limit": limits, "max_new_tokens_cap": caps},
         "rlvr_heldout": significance.heldout_rlvr_delta(run),
         "dpo_heldout": curves.dpo_heldout_points({run.label: run.summaries["dpo"]}).get(run.label)
@@ -93,6 +94,13 @@ def verdict(section: dict[str, Any]) -> list[str]:
                 out.append("A stage significantly lowered a score: " + "; ".join(hurt) + ".")
         else:
             out.append("No delta is significant at 0.05: at this size the eval cannot tell these models apart.")
+    overall = section["eval"].get("overall")
+    if overall and any(overall.values()):
+        stages = section["stages"]
+        parts = [f"{what}: {'; '.join(overall[key])}" for key, what in (
+            ("rose", "significantly higher"), ("fell", "significantly LOWER"), ("within_noise", "within noise"))
+            if overall[key]]
+        out.append(f"{stages[-1]} (the final model) against {stages[0]}: " + " · ".join(parts) + ".")
     h = section.get("rlvr_heldout")
     if h and h["rows"]:
         r = h["rows"][0]

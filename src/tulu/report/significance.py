@@ -1,6 +1,8 @@
 """Stage-to-stage deltas with paired significance on the same items, for the report's eval tables.
 
-Every delta compares two models on the items both answered (matched by item id in ``generations/<task>.jsonl``):
+Each row has the delta of every stage against the one before it and, with three or more stages, of the final
+model against the first (``overall``: did the recipe as a whole move the score?). Every delta compares two
+models on the items both answered (matched by item id in ``generations/<task>.jsonl``):
 
 * the p-value comes from :func:`tulu.eval.stats.paired_test` (exact McNemar for 0/1 scores, the paired
   bootstrap for graded ones);
@@ -73,8 +75,8 @@ def _headline_items(ev: EvalOutput, task: str) -> dict[str, float]:
 
 
 def task_rows(run: RunData, contamination: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per task: headline per stage, per-item mean, and the delta of each stage against the one before
-    (paired on the same items)."""
+    """One row per task: headline per stage, per-item mean, the delta of each stage against the one before and,
+    with three or more stages, of the final model against the first (``overall``), paired on the same items."""
     from tulu.report.tables import task_order
 
     runs_like = [_RunView(e) for e in run.evals]
@@ -92,13 +94,13 @@ def task_rows(run: RunData, contamination: dict[str, str] | None = None) -> list
             m = t.get("metrics", {}).get(t.get("headline"))
             values.append({"value": m["value"], "stderr": m["stderr"], "n": t.get("n")} if m else None)
             notes.append(None if m else "no headline metric")
-        deltas: list[dict | None] = [None]
-        for k in range(1, len(run.evals)):
-            d = compare_items(items[k - 1], items[k], seed=k) if items[k - 1] and items[k] else None
-            if d is None and values[k - 1] and values[k]:
-                deltas.append(untested(values[k]["value"] - values[k - 1]["value"]))
-            else:
-                deltas.append(d.to_dict() if d else None)
+        def delta(i: int, j: int, seed: int) -> dict | None:
+            d = compare_items(items[i], items[j], seed=seed) if items[i] and items[j] else None
+            if d is None and values[i] and values[j]:
+                return untested(values[j]["value"] - values[i]["value"])
+            return d.to_dict() if d else None
+
+        deltas = [None] + [delta(k - 1, k, k) for k in range(1, len(run.evals))]
         mean_note = None
         for t, it in zip(ts, items):
             if t and it and t.get("metrics", {}).get(t.get("headline")):
@@ -106,9 +108,36 @@ def task_rows(run: RunData, contamination: dict[str, str] | None = None) -> list
                 if abs(per_item - t["metrics"][t["headline"]]["value"]) > 0.05:
                     mean_note = "the test is on the per-item mean, the headline aggregates otherwise"
         rows.append({"task": name, "suite": any_t.get("suite") or "", "metric": any_t.get("headline") or "",
-                     "values": values, "notes": notes, "deltas": deltas, "test_note": mean_note,
-                     "contamination": (contamination or {}).get(name)})
+                     "values": values, "notes": notes, "deltas": deltas,
+                     "overall": delta(0, len(run.evals) - 1, 99) if has_overall(run) else None,
+                     "test_note": mean_note, "contamination": (contamination or {}).get(name)})
     return rows
+
+
+def has_overall(run: RunData) -> bool:
+    """Whether the report adds a first-to-last delta (the first stage against the final model): with three or
+    more stages, where it is not one of the stage-to-stage deltas already."""
+    return len(run.evals) >= 3
+
+
+def _pooled_delta(run: RunData, tasks: list[dict[str, Any]], i: int, j: int, seed: int) -> Delta | None:
+    """Stage ``j`` against stage ``i`` on the pooled items of ``tasks``, each item weighted so that the weighted
+    mean is the mean of the task means (the suite average)."""
+    before, after, weights = {}, {}, {}
+    per_task = []
+    for r in tasks:
+        b = _headline_items(run.evals[i], r["task"])
+        a = _headline_items(run.evals[j], r["task"])
+        ids = set(a) & set(b)
+        if ids:
+            per_task.append((r["task"], b, a, ids))
+    total = sum(len(ids) for *_, ids in per_task)
+    for task, b, a, ids in per_task:
+        for item in ids:
+            key = f"{task}\x00{item}"
+            before[key], after[key] = b[item], a[item]
+            weights[key] = total / (len(per_task) * len(ids))
+    return compare_items_bootstrap_only(before, after, weights, seed) if before else None
 
 
 def average_rows(run: RunData, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -124,27 +153,12 @@ def average_rows(run: RunData, rows: list[dict[str, Any]]) -> list[dict[str, Any
         for k in range(len(run.evals)):
             vals = [r["values"][k]["value"] for r in tasks]
             values.append({"value": sum(vals) / len(vals), "stderr": None, "n": None})
-        deltas: list[dict | None] = [None]
-        for k in range(1, len(run.evals)):
-            before, after, weights = {}, {}, {}
-            total = 0
-            per_task = []
-            for r in tasks:
-                b = _headline_items(run.evals[k - 1], r["task"])
-                a = _headline_items(run.evals[k], r["task"])
-                ids = set(a) & set(b)
-                if ids:
-                    per_task.append((r["task"], b, a, ids))
-                    total += len(ids)
-            for task, b, a, ids in per_task:
-                for i in ids:  # weight so the pooled mean is the mean of task means
-                    key = f"{task}\x00{i}"
-                    before[key], after[key] = b[i], a[i]
-                    weights[key] = total / (len(per_task) * len(ids))
-            d = compare_items_bootstrap_only(before, after, weights, 100 + k) if before else None
-            deltas.append(d.to_dict() if d else None)
+        deltas = [None] + [_pooled_delta(run, tasks, k - 1, k, 100 + k) for k in range(1, len(run.evals))]
+        overall = _pooled_delta(run, tasks, 0, len(run.evals) - 1, 199) if has_overall(run) else None
         out.append({"task": f"{suite} average", "suite": suite, "metric": f"mean of {len(tasks)} headlines",
-                    "tasks": [r["task"] for r in tasks], "values": values, "deltas": deltas,
+                    "tasks": [r["task"] for r in tasks], "values": values,
+                    "deltas": [d.to_dict() if d else None for d in deltas],
+                    "overall": overall.to_dict() if overall else None,
                     "notes": [None] * len(run.evals), "test_note": None, "contamination": None})
     return out
 
@@ -223,6 +237,20 @@ def noise_summary(rows: list[dict[str, Any]], stages: list[str]) -> dict[str, li
             label = f"{r['task']} {stages[k - 1]}→{stages[k]} ({d['delta']:+.1f}, p={fmt_p(d['p_value'])}, n={d['n']})"
             (sig if d["significant"] else noise).append(label)
     return {"significant": sig, "within_noise": noise}
+
+
+def overall_summary(rows: list[dict[str, Any]], stages: list[str]) -> dict[str, list[str]] | None:
+    """The first stage against the final model, per task: significant rises, significant falls, within noise."""
+    if len(stages) < 3:
+        return None
+    out: dict[str, list[str]] = {"rose": [], "fell": [], "within_noise": []}
+    for r in rows:
+        d = r.get("overall")
+        if not d or d["p_value"] is None:
+            continue
+        label = f"{r['task']} ({d['delta']:+.1f}, p={fmt_p(d['p_value'])}, n={d['n']})"
+        out["within_noise" if not d["significant"] else "rose" if d["delta"] > 0 else "fell"].append(label)
+    return out
 
 
 def fmt_p(p: float) -> str:
