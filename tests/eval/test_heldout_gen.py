@@ -16,9 +16,11 @@ def test_heldout_gen_items_alternate_and_never_equal_training_prompts():
              for r in generate(src, 100, 0, "train")}
     assert not train & {it.prompt for it in items}
     arith = items[1]
-    assert task.score(arith, [f"The answer is {arith.answer}."]) == {"accuracy": 1.0}
-    assert task.score(arith, ["no idea"]) == {"accuracy": 0.0}
-    scores = [{"accuracy": 1.0}, {"accuracy": 0.0}, {"accuracy": 0.0}, {"accuracy": 0.0}]
+    # the verdict twice: overall and under the item's family, so the report pairs each family across stages
+    assert task.score(arith, [f"The answer is {arith.answer}."]) == {"accuracy": 1.0, "accuracy/arith": 1.0}
+    assert task.score(arith, ["no idea"]) == {"accuracy": 0.0, "accuracy/arith": 0.0}
+    scores = [{"accuracy": 1.0, "accuracy/constraints": 1.0}, {"accuracy": 0.0, "accuracy/arith": 0.0},
+              {"accuracy": 0.0, "accuracy/constraints": 0.0}, {"accuracy": 0.0, "accuracy/arith": 0.0}]
     agg = task.aggregate(items[:4], scores)
     assert agg["accuracy"].value == 25.0 and agg["accuracy/constraints"].value == 50.0
     assert agg["accuracy/arith"].value == 0.0

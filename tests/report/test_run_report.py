@@ -100,6 +100,39 @@ def test_whole_recipe_delta_first_stage_to_final_model(tmp_path):
     assert "whole recipe" not in write([two], tmp_path / "out2", plot=False)["html"].read_text()
 
 
+def _add_groups(stage_dir):
+    """Give gsm8k's per-item scores a group (even / odd item ids), as heldout_gen's families are."""
+    gens = stage_dir / "generations" / "gsm8k.jsonl"
+    recs = [json.loads(line) for line in gens.read_text().splitlines()]
+    for r in recs:
+        r["scores"][f"exact_match/{'even' if int(r['id']) % 2 == 0 else 'odd'}"] = r["scores"]["exact_match"]
+    gens.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    res = json.loads((stage_dir / "results.json").read_text())
+    for g in ("even", "odd"):
+        vals = [r["scores"]["exact_match"] for r in recs if f"exact_match/{g}" in r["scores"]]
+        res["tasks"]["gsm8k"]["metrics"][f"exact_match/{g}"] = {"value": 100 * sum(vals) / len(vals), "stderr": 1.0}
+    (stage_dir / "results.json").write_text(json.dumps(res))
+
+
+def test_per_group_rows_pair_each_group(tmp_path):
+    root = make_run(tmp_path / "a", more={"rlvr": (set(range(1, 5)), set(range(13)))})
+    for stage in ("base", "sft", "rlvr"):
+        _add_groups(root / "eval" / stage)
+    rows = task_rows(load_pipeline_run(root))
+    assert [r["task"] for r in rows][:3] == ["gsm8k", "gsm8k · even", "gsm8k · odd"]
+    even, odd = _row(rows, "gsm8k · even"), _row(rows, "gsm8k · odd")
+    assert (even["group"], even["metric"]) == ("even", "exact_match/even")
+    # gsm8k right: base {0, 1}, sft {1..9}: even ids 2, 4, 6, 8 up and 0 down; odd ids 3, 5, 7, 9 up
+    assert tuple(even["deltas"][1]["discordant"]) == (4, 1) and even["deltas"][1]["n"] == 10
+    assert tuple(odd["deltas"][1]["discordant"]) == (4, 0) and odd["deltas"][1]["delta"] == pytest.approx(40.0)
+    # base -> rlvr ({1..4}): even 2, 4 up, 0 down; odd 3 up
+    assert tuple(even["overall"]["discordant"]) == (2, 1) and tuple(odd["overall"]["discordant"]) == (1, 0)
+    assert even["values"][0]["value"] == pytest.approx(10.0) and even["contamination"] is None
+    run = load_pipeline_run(root)
+    (avg,) = average_rows(run, task_rows(run))
+    assert avg["tasks"] == ["gsm8k", "ifeval"]  # groups are not tasks of the suite average
+
+
 def test_a_significant_fall_is_named_in_the_verdict(tmp_path):
     # gsm8k: base right on {0..11}, sft {0..11}, dpo {0}: 11 down, 0 up from base to the final model
     run = load_pipeline_run(make_run(tmp_path / "a", base_gsm=set(range(12)), sft_gsm=set(range(12)),

@@ -18,7 +18,7 @@ tr.avg td{font-weight:600;background:#fafafa}.muted,small{color:#666}
 .sig-up{background:#e3f5e6;color:#0a6b22;font-weight:600}.sig-down{background:#fbe4e2;color:#a3231a;font-weight:600}
 .noise{color:#777}.badge{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;margin-left:3px}
 .badge.sig{background:#0a6b22;color:#fff}.badge.sigd{background:#a3231a;color:#fff}.badge.noise{background:#ddd;color:#444}
-th.overall{background:#eef3fb}.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
+th.overall{background:#eef3fb}tr.grp td:first-child{padding-left:1.5em;color:#555}.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
 .flag{background:#fbe4e2;font-weight:600}.pass{color:#0a6b22;font-weight:600}.fail{color:#a3231a;font-weight:600}
 .sample{border:1px solid #ddd;border-radius:4px;padding:.5em .8em;margin:.8em 0}
 .sample pre{white-space:pre-wrap;margin:.2em 0;font-size:12px;background:#fafafa;padding:.4em}
@@ -76,7 +76,8 @@ def _eval_tables(sec: dict[str, Any]) -> str:
             avg = r["task"].endswith("average")
             note = f'<br><small>{esc(r["test_note"])}</small>' if r.get("test_note") else ""
             sub = f'<br><small>{esc(", ".join(r["tasks"]))}</small>' if avg else ""
-            body.append(f'<tr{" class=avg" if avg else ""}><td>{esc(r["task"])}{sub}</td><td>{esc(r["metric"])}{note}</td>'
+            cls = " class=avg" if avg else " class=grp" if r.get("group") else ""
+            body.append(f'<tr{cls}><td>{esc(r["task"])}{sub}</td><td>{esc(r["metric"])}{note}</td>'
                         f'{cells}<td><small>{esc(r.get("contamination") or "")}</small></td></tr>')
         parts.append(f'<h4>{esc(suite["suite"])} suite</h4><table><tr><th>task</th><th>metric</th>{head}'
                      f'<th>contamination</th></tr>{"".join(body)}</table>')

@@ -67,50 +67,74 @@ def compare_items(before: dict[str, float], after: dict[str, float], *, seed: in
                  test.discordant, note)
 
 
-def _headline_items(ev: EvalOutput, task: str) -> dict[str, float]:
+def _metric_items(ev: EvalOutput, task: str, metric: str | None = None) -> dict[str, float]:
+    """Per-item values of ``metric`` (default: the task's headline) for ``task`` in one stage's eval."""
     t = ev.results["tasks"].get(task)
     if not t or t.get("skipped"):
         return {}
-    return ev.item_scores(task, t.get("headline") or "")
+    return ev.item_scores(task, metric or t.get("headline") or "")
+
+
+def _headline_items(ev: EvalOutput, task: str) -> dict[str, float]:
+    return _metric_items(ev, task)
+
+
+def _group_metrics(run: RunData, task: str, headline: str) -> list[str]:
+    """The task's per-group headline metrics (``<headline>/<group>``, e.g. heldout_gen's ``accuracy/arith``)
+    whose per-item scores are in the generations files, so each gets its own paired row."""
+    names = sorted({m for e in run.evals for m in (e.results["tasks"].get(task) or {}).get("metrics", {})
+                    if m.startswith(headline + "/")})
+    return [m for m in names if any(_metric_items(e, task, m) for e in run.evals)]
+
+
+def _row(run: RunData, name: str, ts: list[dict | None], metric: str, items: list[dict[str, float]]) -> dict:
+    """One table row for ``metric`` of task ``name``: value per stage, stage-to-stage deltas and ``overall``."""
+    values, notes = [], []
+    for t in ts:
+        if not t or t.get("skipped"):
+            values.append(None)
+            notes.append((t or {}).get("skipped") or "not run")
+            continue
+        m = t.get("metrics", {}).get(metric)
+        values.append({"value": m["value"], "stderr": m["stderr"], "n": t.get("n")} if m else None)
+        notes.append(None if m else f"no {metric} metric")
+
+    def delta(i: int, j: int, seed: int) -> dict | None:
+        d = compare_items(items[i], items[j], seed=seed) if items[i] and items[j] else None
+        if d is None and values[i] and values[j]:
+            return untested(values[j]["value"] - values[i]["value"])
+        return d.to_dict() if d else None
+
+    mean_note = None
+    for t, it in zip(ts, items):
+        if t and it and t.get("metrics", {}).get(metric):
+            per_item = 100 * sum(it.values()) / len(it)
+            if abs(per_item - t["metrics"][metric]["value"]) > 0.05:
+                mean_note = "the test is on the per-item mean, the headline aggregates otherwise"
+    any_t = next(t for t in ts if t)
+    return {"task": name, "suite": any_t.get("suite") or "", "metric": metric, "values": values, "notes": notes,
+            "deltas": [None] + [delta(k - 1, k, k) for k in range(1, len(run.evals))],
+            "overall": delta(0, len(run.evals) - 1, 99) if has_overall(run) else None, "test_note": mean_note}
 
 
 def task_rows(run: RunData, contamination: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per task: headline per stage, per-item mean, the delta of each stage against the one before and,
-    with three or more stages, of the final model against the first (``overall``), paired on the same items."""
+    """One row per task: headline per stage, the delta of each stage against the one before and, with three or
+    more stages, of the final model against the first (``overall``), paired on the same items. A task whose
+    per-item scores carry per-group headlines (``accuracy/arith``) gets one more row per group (``group``: the
+    group's name; not part of the suite averages)."""
     from tulu.report.tables import task_order
 
     runs_like = [_RunView(e) for e in run.evals]
     rows = []
     for name in task_order(runs_like):  # type: ignore[arg-type]
         ts = [e.results["tasks"].get(name) for e in run.evals]
-        any_t = next(t for t in ts if t)
-        items = [_headline_items(e, name) for e in run.evals]
-        values, notes = [], []
-        for t in ts:
-            if not t or t.get("skipped"):
-                values.append(None)
-                notes.append((t or {}).get("skipped") or "not run")
-                continue
-            m = t.get("metrics", {}).get(t.get("headline"))
-            values.append({"value": m["value"], "stderr": m["stderr"], "n": t.get("n")} if m else None)
-            notes.append(None if m else "no headline metric")
-        def delta(i: int, j: int, seed: int) -> dict | None:
-            d = compare_items(items[i], items[j], seed=seed) if items[i] and items[j] else None
-            if d is None and values[i] and values[j]:
-                return untested(values[j]["value"] - values[i]["value"])
-            return d.to_dict() if d else None
-
-        deltas = [None] + [delta(k - 1, k, k) for k in range(1, len(run.evals))]
-        mean_note = None
-        for t, it in zip(ts, items):
-            if t and it and t.get("metrics", {}).get(t.get("headline")):
-                per_item = 100 * sum(it.values()) / len(it)
-                if abs(per_item - t["metrics"][t["headline"]]["value"]) > 0.05:
-                    mean_note = "the test is on the per-item mean, the headline aggregates otherwise"
-        rows.append({"task": name, "suite": any_t.get("suite") or "", "metric": any_t.get("headline") or "",
-                     "values": values, "notes": notes, "deltas": deltas,
-                     "overall": delta(0, len(run.evals) - 1, 99) if has_overall(run) else None,
-                     "test_note": mean_note, "contamination": (contamination or {}).get(name)})
+        headline = next(t for t in ts if t).get("headline") or ""
+        row = _row(run, name, ts, headline, [_metric_items(e, name) for e in run.evals])
+        rows.append({**row, "contamination": (contamination or {}).get(name)})
+        for metric in _group_metrics(run, name, headline):
+            sub = _row(run, name, ts, metric, [_metric_items(e, name, metric) for e in run.evals])
+            rows.append({**sub, "task": f"{name} · {metric.split('/', 1)[1]}", "group": metric.split("/", 1)[1],
+                         "contamination": None})
     return rows
 
 
@@ -146,7 +170,8 @@ def average_rows(run: RunData, rows: list[dict[str, Any]]) -> list[dict[str, Any
     out = []
     suites = sorted({r["suite"] for r in rows if r["suite"]}, key=lambda s: SUITE_ORDER.get(s, 3))
     for suite in suites:
-        tasks = [r for r in rows if r["suite"] == suite and all(v is not None for v in r["values"])]
+        tasks = [r for r in rows if r["suite"] == suite and not r.get("group")
+                 and all(v is not None for v in r["values"])]
         if len(tasks) < 2:  # the average of one task is that task (and its test is already in its row)
             continue
         values = []

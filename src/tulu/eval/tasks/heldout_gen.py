@@ -41,13 +41,16 @@ class HeldoutGenerators(Task):
         return list(item.meta["messages"])
 
     def score(self, item: BenchmarkItem, responses: list[str]) -> dict[str, float]:
-        return {"accuracy": float(verify(item.meta["verifier"], responses[0], item.answer).score)}
+        """``accuracy`` and the same verdict under the item's family (``accuracy/arith``), so the run report
+        can pair each family's items across stages."""
+        ok = float(verify(item.meta["verifier"], responses[0], item.answer).score)
+        return {"accuracy": ok, f"accuracy/{item.meta['subset']}": ok}
 
     def aggregate(self, items, scores):
         m, se = mean_stderr([s["accuracy"] for s in scores])
         out = {"accuracy": Metric(100 * m, 100 * se)}
         for fam, _ in FAMILIES:
-            vals = [s["accuracy"] for it, s in zip(items, scores) if it.meta["subset"] == fam]
+            vals = [s[f"accuracy/{fam}"] for s in scores if f"accuracy/{fam}" in s]
             if vals:
                 m, se = mean_stderr(vals)
                 out[f"accuracy/{fam}"] = Metric(100 * m, 100 * se)
