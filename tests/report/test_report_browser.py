@@ -6,6 +6,7 @@ The README's screenshot (docs/img/report.png) is this module run as a script on 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,14 +44,20 @@ def test_report_renders_in_chromium(tmp_path):
 
     from tulu.report import write_run_report
 
-    make_run(tmp_path / "run")
+    # four stages, so every eval table has its three stage-to-stage columns and the whole-recipe column
+    make_run(tmp_path / "run", more={"dpo": (set(range(1, 8)), {0, 1, 3, 4}), "rlvr": (set(range(1, 5)), set(range(13)))})
+    gens = tmp_path / "run" / "eval" / "base" / "generations" / "gsm8k.jsonl"
+    recs = [json.loads(line) for line in gens.read_text().splitlines()]
+    recs[0]["responses"] = ['{"answer":"' + "x" * 600 + '"}']  # one long unbroken token (JSON) must wrap
+    gens.write_text("".join(json.dumps(r) + "\n" for r in recs))
     paths = write_run_report([tmp_path / "run"], tmp_path / "out")
     seen = render(paths["html"], tmp_path / "report.png")
     assert seen["title"] == "tulu run report"
     assert seen["tables"] >= 6 and seen["images"] == 4 and seen["broken"] == 0  # plots decode from base64
     assert seen["significant"] >= 2 and seen["noise"] >= 1  # gsm8k and the average significant, ifeval not
+    assert "rlvr (the final model) against base" in seen["verdict"]
     assert "within noise" in seen["verdict"]
-    assert seen["width"] <= 1280 + 16  # no horizontal overflow at a laptop width
+    assert seen["width"] <= 1280 + 16  # no horizontal overflow at a laptop width, whole-recipe column included
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 

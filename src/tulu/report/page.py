@@ -12,17 +12,17 @@ from tulu.report.significance import fmt_p
 
 _CSS = """body{font-family:system-ui,-apple-system,sans-serif;margin:1.5em auto;max-width:1280px;color:#222;padding:0 1em}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}h3{margin-top:1.3em}
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;font-size:13px;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 5px;font-size:13px;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.avg td{font-weight:600;background:#fafafa}.muted,small{color:#666}
 .sig-up{background:#e3f5e6;color:#0a6b22;font-weight:600}.sig-down{background:#fbe4e2;color:#a3231a;font-weight:600}
 .noise{color:#777}.badge{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;margin-left:3px}
 .badge.sig{background:#0a6b22;color:#fff}.badge.sigd{background:#a3231a;color:#fff}.badge.noise{background:#ddd;color:#444}
-th.overall{background:#eef3fb}tr.grp td:first-child{padding-left:1.5em;color:#555}.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
+th.overall{background:#eef3fb}td.contam{min-width:8em;max-width:14em}tr.grp td:first-child{padding-left:1.5em;color:#555}.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
 .flag{background:#fbe4e2;font-weight:600}.pass{color:#0a6b22;font-weight:600}.fail{color:#a3231a;font-weight:600}
 .sample{border:1px solid #ddd;border-radius:4px;padding:.5em .8em;margin:.8em 0}
-.sample pre{white-space:pre-wrap;margin:.2em 0;font-size:12px;background:#fafafa;padding:.4em}
-.answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.5em}
+.sample pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.2em 0;font-size:12px;background:#fafafa;padding:.4em}
+.answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.5em}.answers>div{min-width:0}
 img{max-width:100%;border:1px solid #eee}nav a{margin-right:1em}"""
 
 esc = html.escape
@@ -47,10 +47,11 @@ def _delta(d: dict | None) -> str:
     else:
         cls, badge = "noise", '<span class="badge noise">within noise</span>'
     disc = d.get("discordant")
-    extra = f" · {disc[0]} up / {disc[1]} down" if disc else ""
-    title = f"{d['test']} on {d['n']} paired items{extra}" + (f"; {d['note']}" if d.get("note") else "")
+    extra = f"{disc[0]} up / {disc[1]} down" if disc else ""
+    title = f"{d['test']} on {d['n']} paired items" + (f", {extra}" if extra else "") + \
+        (f"; {d['note']}" if d.get("note") else "")
     return (f'<td class="num {cls}" title="{esc(title)}">{d["delta"]:+.1f}{badge}<br><small>[{d["low"]:+.1f}, '
-            f'{d["high"]:+.1f}] p={fmt_p(d["p_value"])}{esc(extra)}</small></td>')
+            f'{d["high"]:+.1f}] p={fmt_p(d["p_value"])}' + (f"<br>{esc(extra)}" if extra else "") + "</small></td>")
 
 
 def _img(plots: dict[str, bytes], name: str | None, alt: str) -> str:
@@ -78,7 +79,7 @@ def _eval_tables(sec: dict[str, Any]) -> str:
             sub = f'<br><small>{esc(", ".join(r["tasks"]))}</small>' if avg else ""
             cls = " class=avg" if avg else " class=grp" if r.get("group") else ""
             body.append(f'<tr{cls}><td>{esc(r["task"])}{sub}</td><td>{esc(r["metric"])}{note}</td>'
-                        f'{cells}<td><small>{esc(r.get("contamination") or "")}</small></td></tr>')
+                        f'{cells}<td class=contam><small>{esc(r.get("contamination") or "")}</small></td></tr>')
         parts.append(f'<h4>{esc(suite["suite"])} suite</h4><table><tr><th>task</th><th>metric</th>{head}'
                      f'<th>contamination</th></tr>{"".join(body)}</table>')
         skipped = sorted({f"{r['task']}: {n.removeprefix(r['task'] + ': ')}" for r in suite["rows"] for n in r["notes"] if n})

@@ -77,23 +77,11 @@ def run_section(run: RunData, samples_per_task: int = 3) -> dict[str, Any]:
 
 
 def verdict(section: dict[str, Any]) -> list[str]:
-    """Plain sentences: how big the eval is, which deltas are significant at 0.05 and which are within noise."""
+    """Plain sentences, most telling first: the whole recipe (final model against the first stage), the
+    significant stage-to-stage deltas and any significant fall, the training stages' own held-out checks, then
+    the deltas within noise at this eval size."""
     out = []
     noise = section["eval"]["noise"]
-    ns = sorted({r["values"][k]["n"] for s in section["eval"]["suites"] for r in s["rows"]
-                 for k in range(len(r["values"])) if r["values"][k] and r["values"][k].get("n")})
-    total = len(noise["significant"]) + len(noise["within_noise"])
-    if total:
-        size = f"{ns[0]}–{ns[-1]}" if len(ns) > 1 else (str(ns[0]) if ns else "?")
-        out.append(f"{len(noise['within_noise'])} of {total} stage-to-stage deltas are within noise at this size "
-                   f"({size} items a task; p ≥ 0.05): " + ("; ".join(noise["within_noise"]) or "none") + ".")
-        if noise["significant"]:
-            out.append("Significant at 0.05: " + "; ".join(noise["significant"]) + ".")
-            hurt = [s for s in noise["significant"] if "(-" in s]
-            if hurt:
-                out.append("A stage significantly lowered a score: " + "; ".join(hurt) + ".")
-        else:
-            out.append("No delta is significant at 0.05: at this size the eval cannot tell these models apart.")
     overall = section["eval"].get("overall")
     if overall and any(overall.values()):
         stages = section["stages"]
@@ -101,6 +89,14 @@ def verdict(section: dict[str, Any]) -> list[str]:
             ("rose", "significantly higher"), ("fell", "significantly LOWER"), ("within_noise", "within noise"))
             if overall[key]]
         out.append(f"{stages[-1]} (the final model) against {stages[0]}: " + " · ".join(parts) + ".")
+    total = len(noise["significant"]) + len(noise["within_noise"])
+    if total and noise["significant"]:
+        out.append("Significant stage-to-stage deltas (p < 0.05): " + "; ".join(noise["significant"]) + ".")
+        hurt = [s for s in noise["significant"] if "(-" in s]
+        if hurt:
+            out.append("A stage significantly lowered a score: " + "; ".join(hurt) + ".")
+    elif total:
+        out.append("No delta is significant at 0.05: at this size the eval cannot tell these models apart.")
     h = section.get("rlvr_heldout")
     if h and h["rows"]:
         r = h["rows"][0]
@@ -111,6 +107,12 @@ def verdict(section: dict[str, Any]) -> list[str]:
     if d:
         out.append(f"DPO's held-out preference accuracy {d['before']:.2f} → {d['after']:.2f} (implicit reward of "
                    "chosen above rejected on held-out pairs; before training every reward is 0, so only strict wins count).")
+    if total:
+        ns = sorted({r["values"][k]["n"] for s in section["eval"]["suites"] for r in s["rows"]
+                     for k in range(len(r["values"])) if r["values"][k] and r["values"][k].get("n")})
+        size = f"{ns[0]}–{ns[-1]}" if len(ns) > 1 else (str(ns[0]) if ns else "?")
+        out.append(f"{len(noise['within_noise'])} of {total} stage-to-stage deltas are within noise at this size "
+                   f"({size} items a task; p ≥ 0.05): " + ("; ".join(noise["within_noise"]) or "none") + ".")
     return out
 
 
