@@ -128,6 +128,7 @@ def test_per_group_rows_pair_each_group(tmp_path):
     # base -> rlvr ({1..4}): even 2, 4 up, 0 down; odd 3 up
     assert tuple(even["overall"]["discordant"]) == (2, 1) and tuple(odd["overall"]["discordant"]) == (1, 0)
     assert even["values"][0]["value"] == pytest.approx(10.0) and even["contamination"] is None
+    assert even["values"][0]["n"] == 10 and _row(rows, "gsm8k")["values"][0]["n"] == 20  # a group counts its own
     run = load_pipeline_run(root)
     (avg,) = average_rows(run, task_rows(run))
     assert avg["tasks"] == ["gsm8k", "ifeval"]  # groups are not tasks of the suite average

@@ -90,13 +90,14 @@ def _group_metrics(run: RunData, task: str, headline: str) -> list[str]:
 def _row(run: RunData, name: str, ts: list[dict | None], metric: str, items: list[dict[str, float]]) -> dict:
     """One table row for ``metric`` of task ``name``: value per stage, stage-to-stage deltas and ``overall``."""
     values, notes = [], []
-    for t in ts:
+    for t, it in zip(ts, items):
         if not t or t.get("skipped"):
             values.append(None)
             notes.append((t or {}).get("skipped") or "not run")
             continue
         m = t.get("metrics", {}).get(metric)
-        values.append({"value": m["value"], "stderr": m["stderr"], "n": t.get("n")} if m else None)
+        n = t.get("n") if metric == t.get("headline") or not it else len(it)  # a group: its own items
+        values.append({"value": m["value"], "stderr": m["stderr"], "n": n} if m else None)
         notes.append(None if m else f"no {metric} metric")
 
     def delta(i: int, j: int, seed: int) -> dict | None:
