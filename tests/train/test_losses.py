@@ -55,6 +55,23 @@ def test_dpo_norm_uses_mean_per_token_log_ratio():
         assert out.rejected_rewards[i].item() == pytest.approx(beta * zr)
 
 
+def test_rpo_adds_the_chosen_per_token_nll():
+    # RPO (Pang et al. 2024): L = L_dpo_norm + alpha * (-(1/|y_c|) log pi(y_c|x)); the rewards are unchanged
+    beta, alpha = 5.0, 0.7
+    base = L.dpo_norm(t(PC), t(PR), t(RC), t(RR), t(NC), t(NR), beta=beta)
+    out = L.with_chosen_nll(base, t(PC), t(NC), alpha)
+    for i in range(2):
+        assert out.losses[i].item() == pytest.approx(base.losses[i].item() - alpha * PC[i] / NC[i], abs=1e-12)
+    assert torch.equal(out.chosen_rewards, base.chosen_rewards)
+    assert L.chosen_nll(t(PC), t(NC))[0].item() == pytest.approx(-PC[0] / NC[0])
+    # its gradient raises the chosen log-prob: d(alpha * nll)/d(policy_chosen) = -alpha / |y_c|
+    pc = t(PC).requires_grad_()
+    L.with_chosen_nll(L.dpo_norm(pc, t(PR), t(RC), t(RR), t(NC), t(NR), beta=beta), pc, t(NC), alpha).loss.backward()
+    plain = t(PC).requires_grad_()
+    L.dpo_norm(plain, t(PR), t(RC), t(RR), t(NC), t(NR), beta=beta).loss.backward()
+    assert torch.allclose(pc.grad - plain.grad, -alpha / t(NC) / 2)  # .loss is the mean over the 2 pairs
+
+
 def test_dpo_norm_differs_from_dpo_when_lengths_differ():
     a = L.dpo(t(PC), t(PR), t(RC), t(RR), beta=1.0).losses
     b = L.dpo_norm(t(PC), t(PR), t(RC), t(RR), t(NC), t(NR), beta=1.0).losses

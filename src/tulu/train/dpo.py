@@ -28,7 +28,7 @@ from tulu.train.attention import set_packed_attention
 from tulu.train.common import LoraConfig, ModelConfig, TrainConfig, apply_lora
 from tulu.train.engine import Engine, RunSummary, Task, train_epochs
 from tulu.train.heldout import evaluate_pairs
-from tulu.train.losses import LOSS_TYPES, REFERENCE_FREE, PreferenceLoss, SeqLogps, preference_loss
+from tulu.train.losses import LOSS_TYPES, REFERENCE_FREE, PreferenceLoss, SeqLogps, preference_loss, with_chosen_nll
 from tulu.train.reference import PairBatch, cached_reference, collate_pairs, policy_logps
 from tulu.utils import atomic_write_jsonl, stable_hash
 
@@ -77,6 +77,10 @@ class DPOLossConfig:
                               "ipo it is tau).")
     gamma: float = option(0.5, "SimPO target reward margin gamma (SimPO paper: 0.5-1.6 with beta 2-2.5).")
     label_smoothing: float = option(0.0, "Conservative-DPO label smoothing epsilon in [0, 0.5).")
+    rpo_alpha: float = option(0.0, "Weight alpha of the chosen response's per-token NLL added to each pair's "
+                                   "loss (RPO, Pang et al. 2024; like TRL's rpo_alpha, which averages over the "
+                                   "batch's chosen tokens instead). 0 = off, as in Tulu 3. It counters DPO "
+                                   "lowering the chosen response's own likelihood (negative chosen rewards).")
     wpo_aligned: bool = option(False, "WPO weights with the per-token log sum_v p(v)^2 offset (the paper's "
                                       "sampled-alignment weights, TRL use_weighting).")
     layout: Layout = option("packed", "packed: chosen+rejected sequences of a micro-batch share padding-free "
@@ -101,6 +105,8 @@ class DPOConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.dpo.label_smoothing < 0.5:
             raise ValueError(f"dpo.label_smoothing: must be in [0, 0.5), got {self.dpo.label_smoothing}")
+        if self.dpo.rpo_alpha < 0:
+            raise ValueError(f"dpo.rpo_alpha: must be >= 0, got {self.dpo.rpo_alpha}")
         if self.dpo.beta <= 0:
             raise ValueError(f"dpo.beta: must be > 0, got {self.dpo.beta}")
         if self.dpo.loss_type not in LOSS_TYPES:
@@ -118,6 +124,8 @@ def dpo_forward(model, batch: PairBatch, d: DPOLossConfig) -> tuple[PreferenceLo
         raise ValueError(f"loss_type {d.loss_type!r} needs reference log-probs; the batch carries none")
     out = preference_loss(d.loss_type, pol, batch.ref_chosen, batch.ref_rejected, beta=d.beta, gamma=d.gamma,
                           label_smoothing=d.label_smoothing, wpo_aligned=d.wpo_aligned)
+    if d.rpo_alpha:
+        out = with_chosen_nll(out, pol.chosen, pol.chosen_tokens, d.rpo_alpha)
     return out, pol
 
 

@@ -80,6 +80,20 @@ def dpo_norm(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     return PreferenceLoss(sigmoid_loss(chosen - rejected, label_smoothing), chosen.detach(), rejected.detach())
 
 
+def chosen_nll(policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
+    """Per-pair NLL of the chosen response, a mean over its tokens: ``-(1/|y_c|)·log πθ(y_c|x)``. Added to a
+    preference loss with weight α it is RPO's term (Pang et al. 2024, "Iterative Reasoning Preference
+    Optimization"), which keeps the chosen response's likelihood from falling while the margin grows."""
+    return -_mean(policy_chosen, chosen_tokens)
+
+
+def with_chosen_nll(out: PreferenceLoss, policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor,
+                    alpha: float) -> PreferenceLoss:
+    """``out`` with ``alpha ·`` :func:`chosen_nll` added to each pair's loss (rewards unchanged)."""
+    return PreferenceLoss(out.losses + alpha * chosen_nll(policy_chosen, chosen_tokens), out.chosen_rewards,
+                          out.rejected_rewards)
+
+
 def simpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, chosen_tokens: torch.Tensor,
           rejected_tokens: torch.Tensor, beta: float, gamma: float,
           label_smoothing: float = 0.0) -> PreferenceLoss:
