@@ -77,5 +77,8 @@ def test_a_nested_block_starts_from_its_owners_defaults(tmp_path):
     assert cfg.train.learning_rate == 1e-6
     assert cfg.train.warmup_ratio == 0.1 and cfg.train.gradient_checkpointing is True
     assert load_config(DPOConfig, None, ["train.seed=7"]).train.warmup_ratio == 0.1
+    assert load_config(DPOConfig, None, ["dpo.rpo_alpha=1.0"]).dpo.rpo_alpha == 1.0
+    with pytest.raises((ValueError, ConfigError), match="dpo.rpo_alpha: must be >= 0"):
+        load_config(DPOConfig, None, ["dpo.rpo_alpha=-1"])
     rows = {key: default for key, _, default, _ in describe(DPOConfig)}
     assert rows["train.learning_rate"] == "5e-07" and rows["train.warmup_ratio"] == "0.1"
