@@ -75,10 +75,6 @@ def _metric_items(ev: EvalOutput, task: str, metric: str | None = None) -> dict[
     return ev.item_scores(task, metric or t.get("headline") or "")
 
 
-def _headline_items(ev: EvalOutput, task: str) -> dict[str, float]:
-    return _metric_items(ev, task)
-
-
 def _group_metrics(run: RunData, task: str, headline: str) -> list[str]:
     """The task's per-group headline metrics (``<headline>/<group>``, e.g. heldout_gen's ``accuracy/arith``)
     whose per-item scores are in the generations files, so each gets its own paired row."""
@@ -151,8 +147,8 @@ def _pooled_delta(run: RunData, tasks: list[dict[str, Any]], i: int, j: int, see
     before, after, weights = {}, {}, {}
     per_task = []
     for r in tasks:
-        b = _headline_items(run.evals[i], r["task"])
-        a = _headline_items(run.evals[j], r["task"])
+        b = _metric_items(run.evals[i], r["task"])
+        a = _metric_items(run.evals[j], r["task"])
         ids = set(a) & set(b)
         if ids:
             per_task.append((r["task"], b, a, ids))
@@ -244,9 +240,9 @@ def cross_run_rows(runs: list[RunData]) -> list[dict[str, Any]]:
                 tt = e.results["tasks"].get(task)
                 m = (tt or {}).get("metrics", {}).get((tt or {}).get("headline")) if tt and not tt.get("skipped") else None
                 values.append({"value": m["value"], "stderr": m["stderr"], "n": tt.get("n")} if m else None)
-            base_items = _headline_items(ev, task)
+            base_items = _metric_items(ev, task)
             for e in others:
-                d = compare_items(base_items, _headline_items(e, task), seed=3) if base_items else None
+                d = compare_items(base_items, _metric_items(e, task), seed=3) if base_items else None
                 deltas.append(d.to_dict() if d else None)
             rows.append({"stage": ev.stage, "task": task, "suite": t.get("suite") or "",
                          "metric": t.get("headline") or "", "values": values, "deltas": deltas})
