@@ -41,7 +41,8 @@ def eval_table(section: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['title']}", "", f"Generated {report['generated']}. Scores in %, ± one standard error. "
-             f"Δ: change from the stage before (and, last, from the first stage to the final model), in points, paired on the same items, with its 95% bootstrap "
+             f"Δ: change from the stage before (and, last, from the first stage to the final model), in points, "
+             f"paired on the same items, with its 95% bootstrap "
              f"interval and p-value (exact McNemar for 0/1 scores, else the paired bootstrap); "
              f"**significant** means p < {report['alpha']}, \"within noise\" means it is not.", ""]
     for sec in report["runs"]:

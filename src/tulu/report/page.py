@@ -18,7 +18,8 @@ tr.avg td{font-weight:600;background:#fafafa}.muted,small{color:#666}
 .sig-up{background:#e3f5e6;color:#0a6b22;font-weight:600}.sig-down{background:#fbe4e2;color:#a3231a;font-weight:600}
 .noise{color:#777}.badge{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;margin-left:3px}
 .badge.sig{background:#0a6b22;color:#fff}.badge.sigd{background:#a3231a;color:#fff}.badge.noise{background:#ddd;color:#444}
-th.overall{background:#eef3fb}td.contam{min-width:8em;max-width:14em}tr.grp td:first-child{padding-left:1.5em;color:#555}.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
+th.overall{background:#eef3fb}td.contam{min-width:8em;max-width:14em}tr.grp td:first-child{padding-left:1.5em;color:#555}
+.verdict{background:#f6f8fa;border-left:4px solid #888;padding:.5em 1em}.verdict li{margin:.25em 0}
 .flag{background:#fbe4e2;font-weight:600}.pass{color:#0a6b22;font-weight:600}.fail{color:#a3231a;font-weight:600}
 .sample{border:1px solid #ddd;border-radius:4px;padding:.5em .8em;margin:.8em 0}
 .sample pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.2em 0;font-size:12px;background:#fafafa;padding:.4em}
@@ -192,7 +193,8 @@ def render_page(report: dict[str, Any], plots: dict[str, bytes]) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(report['title'])}</title>
 <style>{_CSS}</style></head><body><h1>{esc(report['title'])}</h1>
 <p class=muted>Generated {esc(report['generated'])}. Scores in %, ± one standard error. Δ is the change from the stage
-before (the last Δ column: from the first stage to the final model), in points, on the same items, with its 95% paired-bootstrap interval and p-value (exact McNemar for 0/1 scores,
+before (the last Δ column: from the first stage to the final model), in points, on the same items, with its 95%
+paired-bootstrap interval and p-value (exact McNemar for 0/1 scores,
 else the paired bootstrap). <span class="badge sig">significant</span> p &lt; {report['alpha']};
 <span class="badge noise">within noise</span> otherwise. Hover a cell for the test and item counts.</p>
 <nav>{nav}</nav>{''.join(runs)}{_curves(report, plots)}{_cross(report.get('cross_run'))}

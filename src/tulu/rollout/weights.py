@@ -24,7 +24,8 @@ machine in ``<tulu cache>/precision/decode-<key>.json`` (key: CPU flags, torch v
 kernel sources, the model's shapes and the batch), like :mod:`tulu.precision`'s training measurement; later
 runs read it. One taken while other work loads the host is used for that run only and not cached.
 ``auto`` stays fp32 without measuring when the compiled step is not loaded, when the hidden size is below
-:data:`MIN_HIDDEN` (the tiny test models: too small to measure), and when ``TULU_PRECISION=fp32`` is set. The widening path needs only AVX2 (or plain vector code elsewhere), so
+:data:`MIN_HIDDEN` (the tiny test models: too small to measure), and when ``TULU_PRECISION=fp32`` is set.
+The widening path needs only AVX2 (or plain vector code elsewhere), so
 ``auto`` measures on every host rather than looking at CPU flags.
 
 The choice is a :class:`WeightChoice`; the backend logs :meth:`WeightChoice.describe` and keeps it as
