@@ -250,6 +250,21 @@ def test_generation_on_local_ray_actors_follows_the_learner(tiny_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_ray_actors_generate_in_the_rollout_dtype(tiny_dir, tmp_path):
+    """rollout.dtype reaches the Ray generation actors: with bf16 weights there the generator's log-probs differ
+    from the fp32 learner's by more than float noise (fp32 actors: < 1e-4, the test above), and the run still
+    trains on the learner's own old log-probs (rl.old_logprobs=learner, the default)."""
+    pytest.importorskip("ray")
+    out = tmp_path / "run"
+    recipe = _recipe(tmp_path / "r.yaml", tiny_dir, out, "grpo", rollout={"backend": "ray", "dtype": "bfloat16"},
+                     data={"prompts": {str(_prompt_file(tmp_path / "p.jsonl")): 6}})
+    assert main(["rlvr", str(recipe)]) == 0
+    batches = _lines(out / "batches.jsonl")
+    assert len(batches) == 3 and all(b["mismatch/mean_abs"] > 1e-4 for b in batches), \
+        [b["mismatch/mean_abs"] for b in batches]
+
+
+@pytest.mark.slow
 def test_learner_in_a_ray_actor_trains_the_same_weights(tiny_dir, tmp_path):
     """rl.learner=ray: the models and the step engine live in a Ray actor (a second process on a local Ray
     instance) while this process generates and scores. Same seed, same rollouts, same updates: the final

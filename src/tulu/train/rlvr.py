@@ -100,7 +100,8 @@ class RolloutConfig:
     dtype: str = option("float32", "Weight precision of the fast CPU generator (tulu.rollout.weights): float32 (its "
                                    "log-probs match the learner's up to summation order), bfloat16 (weights stored "
                                    "as bf16, fp32 arithmetic; the learner recomputes the old log-probs and logs the "
-                                   "gap) or auto (bf16 where measured faster). Other backends use model.dtype.")
+                                   "gap) or auto (bf16 where measured faster); with backend ray, each generation "
+                                   "actor's fast engine. Other backends use model.dtype.")
     async_steps: int = option(0, "0: strictly on-policy. 1: generate batch t+1 while training on batch t "
                                  "(one step stale; logged as 'staleness').")
 
@@ -351,8 +352,9 @@ def run(cfg: RLVRConfig) -> RunSummary:  # noqa: C901 (one RL batch, read top to
     on_gpu_engine = ro.backend in ("vllm", "ray") or (ro.backend == "auto" and torch.cuda.is_available())
     local_model = learner.base_policy if not on_gpu_engine else None
     fast = ro.backend == "fast" or (ro.backend == "auto" and local_model is not None and supports(local_model) is None)
-    backend = get_backend(ro.backend, local_model if local_model is not None else cfg.model.path, tok,
-                          **({"dtype": ro.dtype} if fast else {}))
+    # rollout.dtype is the fast engine's weight precision: this process's engine, or each Ray actor's
+    precision = {"dtype": ro.dtype} if fast else {"worker_kwargs": {"dtype": ro.dtype}} if ro.backend == "ray" else {}
+    backend = get_backend(ro.backend, local_model if local_model is not None else cfg.model.path, tok, **precision)
     # -- the plan: batches over the prompt set, a fixed number of optimizer steps per batch
     _, per_batch = steps_per_batch(cfg)
     num_batches = max(1, len(prompts) * cfg.train.num_epochs // ro.prompts_per_batch)
